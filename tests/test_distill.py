@@ -1,0 +1,123 @@
+"""Distillation loss and teachers: hand-computed values, invariants and errors."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fer_lib.distill import CachedTeacher, EnsembleTeacher, average_logits, kd_loss
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _kd_by_hand(s: np.ndarray, t: np.ndarray, y: np.ndarray, T: float, alpha: float) -> float:
+    log_p_s, log_p_t = _log_softmax(s / T), _log_softmax(t / T)
+    kl = (np.exp(log_p_t) * (log_p_t - log_p_s)).sum(axis=1).mean()
+    ce = -_log_softmax(s)[np.arange(len(y)), y].mean()
+    return alpha * T**2 * kl + (1 - alpha) * ce
+
+
+@pytest.fixture
+def logits():
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(3, 7)) * 2, rng.normal(size=(3, 7)) * 2,
+            np.array([0, 4, 6]))
+
+
+def test_kd_loss_is_zero_for_identical_logits_with_alpha_one(logits):
+    s, _, y = logits
+    s = torch.tensor(s)
+    assert kd_loss(s, s.clone(), torch.tensor(y), alpha=1.0).item() == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.parametrize("T, alpha", [(1.0, 0.5), (4.0, 0.9), (2.0, 0.0), (8.0, 1.0)])
+def test_kd_loss_matches_a_hand_computation(logits, T, alpha):
+    s, t, y = logits
+    got = kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), temperature=T, alpha=alpha)
+    assert got.item() == pytest.approx(_kd_by_hand(s, t, y, T, alpha), rel=1e-5)
+
+
+def test_kd_loss_soft_term_scales_with_temperature_squared(logits):
+    s, t, y = (torch.tensor(a) for a in logits)
+    # Same softened distributions at two temperatures: the soft term differs by T^2 alone.
+    low = kd_loss(s, t, y, temperature=1.0, alpha=1.0)
+    high = kd_loss(s * 3, t * 3, y, temperature=3.0, alpha=1.0)
+    assert high.item() == pytest.approx(9 * low.item(), rel=1e-5)
+
+
+def test_kd_loss_does_not_train_the_teacher(logits):
+    s, t, y = logits
+    t = torch.tensor(t, requires_grad=True)
+    kd_loss(torch.tensor(s, requires_grad=True), t, torch.tensor(y)).backward()
+    assert t.grad is None
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 0.0}, {"temperature": -1.0},
+                                    {"alpha": -0.1}, {"alpha": 1.5}])
+def test_kd_loss_rejects_bad_arguments(logits, kwargs):
+    s, t, y = (torch.tensor(a) for a in logits)
+    with pytest.raises(ValueError):
+        kd_loss(s, t, y, **kwargs)
+
+
+def test_kd_loss_rejects_mismatched_shapes(logits):
+    s, t, y = (torch.tensor(a) for a in logits)
+    with pytest.raises(ValueError, match="shape"):
+        kd_loss(s, t.unsqueeze(1).expand(3, 2, 7), y)
+
+
+def test_average_logits_in_both_modes():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(3, 5, 7)).astype(np.float32)
+    np.testing.assert_allclose(average_logits(z, mode="logits"), z.mean(axis=0), rtol=1e-6)
+    probs = np.exp(_log_softmax(z.reshape(-1, 7))).reshape(z.shape).mean(axis=0)
+    out = average_logits(torch.tensor(z), mode="probs")
+    assert isinstance(out, torch.Tensor)
+    np.testing.assert_allclose(torch.softmax(out, dim=-1).numpy(), probs, rtol=1e-5)
+    np.testing.assert_allclose(out.exp().sum(-1).numpy(), 1.0, rtol=1e-5)  # log-probabilities
+    with pytest.raises(ValueError, match="mode"):
+        average_logits(z, mode="median")
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(),
+                         nn.Linear(4 * 6 * 6, 7)).eval()
+
+
+def test_ensemble_of_one_is_the_model_and_stays_in_eval_mode():
+    net = _net()
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        expected = net(x)
+    teacher = EnsembleTeacher([net], mode="logits").train()
+    assert not teacher.training and not any(m.training for m in teacher.modules())
+    torch.testing.assert_close(teacher(x), expected)
+    probs_teacher = EnsembleTeacher([net])  # log of the mean softmax of one = log-softmax
+    torch.testing.assert_close(probs_teacher(x), torch.log_softmax(expected, dim=1))
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_ensemble_rejects_no_models_and_bad_mode():
+    with pytest.raises(ValueError):
+        EnsembleTeacher([])
+    with pytest.raises(ValueError, match="mode"):
+        EnsembleTeacher([_net()], mode="vote")
+
+
+def test_cached_teacher_picks_plain_or_mirrored_rows():
+    cache = np.arange(5 * 2 * 7, dtype=np.float32).reshape(5, 2, 7)
+    teacher = CachedTeacher(cache)
+    index = torch.tensor([4, 0, 2])
+    flipped = torch.tensor([True, False, True])
+    out = teacher(torch.zeros(3, 1, 48, 48), index, flipped)
+    np.testing.assert_array_equal(out.numpy(), cache[[4, 0, 2], [1, 0, 1]])
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (5, 3, 7), (5, 2, 6)])
+def test_cached_teacher_rejects_bad_shapes(shape):
+    with pytest.raises(ValueError, match="N, 2, 7"):
+        CachedTeacher(np.zeros(shape, np.float32))
