@@ -1,0 +1,311 @@
+"""Model families for 1 x 48 x 48 grey faces -> 7 expression logits.
+
+`FAMILIES` maps a family name to its builder; `build(name, **hparams)` returns an
+`nn.Module` that remembers how it was built (`model.family`, `model.hparams`), so a
+checkpoint or an exported file can rebuild it from the file alone.
+
+Families (all scaled by a float `width` multiplier on every channel count):
+
+- ``hw3_cnn``: the "HW3" baseline of the course, a VGG-style stack with a dense head.
+- ``cnn``: the plain-CNN family of the Q3 sweep: conv-BN-ReLU, max-pooling, global
+  average pooling. Same stage layout as ``mobilenet_v1``.
+- ``mobilenet_v1``: depthwise-separable convolutions (Q2 sweep).
+- ``mobilenet_v2``: inverted residuals with linear bottlenecks; the compact student.
+- ``vgg`` and ``resnet``: strong teachers for distillation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+NUM_CLASSES = 7
+INPUT_SHAPE = (1, 48, 48)  # channels, height, width
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count `channels * width`, rounded, never below 1."""
+    return max(1, int(round(channels * width)))
+
+
+def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,
+            act: type[nn.Module] | None = nn.ReLU) -> nn.Sequential:
+    """Conv (no bias: BatchNorm supplies it) -> BatchNorm -> optional activation."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act is not None:
+        layers.append(act(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def classifier(features: int, dropout: float) -> nn.Sequential:
+    """Global average pool -> dropout -> linear to the 7 classes."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                         nn.Linear(features, NUM_CLASSES))
+
+
+def _check_width(width: float) -> None:
+    if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a positive number, got {width!r}")
+
+
+# --- Plain CNN and MobileNetV1 share one stage layout, so Q3 and Q4 compare like with like.
+# Each entry is (output channels at width 1, stride). Resolution 48 -> 24 -> 12 -> 6.
+V1_STEM = 32
+V1_LAYOUT = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1))
+
+
+def plain_cnn(width: float = 1.0, dropout: float = 0.2) -> nn.Sequential:
+    """Plain CNN: 3x3 conv-BN-ReLU everywhere; a 2x2 max-pool where the layout strides."""
+    _check_width(width)
+    cin = scaled(V1_STEM, width)
+    layers: list[nn.Module] = [conv_bn(1, cin)]
+    for channels, stride in V1_LAYOUT:
+        if stride == 2:
+            layers.append(nn.MaxPool2d(2))
+        cout = scaled(channels, width)
+        layers.append(conv_bn(cin, cout))
+        cin = cout
+    return nn.Sequential(*layers, classifier(cin, dropout))
+
+
+def mobilenet_v1(width: float = 1.0, dropout: float = 0.2) -> nn.Sequential:
+    """MobileNetV1: each 3x3 conv factorised into depthwise 3x3 + pointwise 1x1."""
+    _check_width(width)
+    cin = scaled(V1_STEM, width)
+    layers: list[nn.Module] = [conv_bn(1, cin)]
+    for channels, stride in V1_LAYOUT:
+        cout = scaled(channels, width)
+        layers.append(nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin),
+                                    conv_bn(cin, cout, 1)))
+        cin = cout
+    return nn.Sequential(*layers, classifier(cin, dropout))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 linear projection (+ skip)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expansion: float,
+                 hidden: int | None = None):
+        super().__init__()
+        if hidden is None:
+            hidden = max(1, int(round(cin * expansion)))
+        layers: list[nn.Module] = []
+        if expansion != 1 or hidden != cin:
+            layers.append(conv_bn(cin, hidden, 1, act=nn.ReLU6))
+        layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6),
+                   conv_bn(hidden, cout, 1, act=None)]
+        self.block = nn.Sequential(*layers)
+        self.use_skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return x + out if self.use_skip else out
+
+
+# (expansion or None for "use the model's", channels at width 1, repeats, first stride).
+# Resolution 48 -> 48 -> 24 -> 12 -> 6 -> 6 -> 3; the stem keeps full resolution because
+# 48 x 48 faces have little to spare.
+V2_SETTINGS = ((1, 16, 1, 1), (None, 24, 2, 2), (None, 32, 3, 2), (None, 64, 3, 2),
+               (None, 96, 2, 1), (None, 160, 2, 2))
+
+
+def mobilenet_v2(width: float = 0.4, expansion: float = 4.0, last_channels: int = 320,
+                 dropout: float = 0.2, hidden: tuple[int, ...] | None = None) -> nn.Sequential:
+    """MobileNetV2 adapted to 48 x 48; the defaults give about 105k parameters.
+
+    `hidden` overrides the expanded width of each inverted-residual block (one entry per
+    block, in order); network slimming uses it to describe a pruned model.
+    """
+    _check_width(width)
+    if expansion <= 0:
+        raise ValueError(f"expansion must be positive, got {expansion!r}")
+    blocks = sum(repeats for _, _, repeats, _ in V2_SETTINGS)
+    if hidden is not None and (len(hidden) != blocks or min(hidden) < 1):
+        raise ValueError(f"hidden must list {blocks} positive channel counts, got {hidden!r}")
+    cin = scaled(32, width)
+    layers: list[nn.Module] = [conv_bn(1, cin, act=nn.ReLU6)]
+    for t, channels, repeats, stride in V2_SETTINGS:
+        cout = scaled(channels, width)
+        for i in range(repeats):
+            ratio = expansion if t is None else t
+            block_hidden = None if hidden is None else hidden[len(layers) - 1]
+            layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, ratio,
+                                           block_hidden))
+            cin = cout
+    last = scaled(last_channels, width)
+    layers.append(conv_bn(cin, last, 1, act=nn.ReLU6))
+    return nn.Sequential(*layers, classifier(last, dropout))
+
+
+# --- VGG-style networks: the HW3 baseline and a wider teacher.
+def vgg_stack(stages: tuple[tuple[int, int], ...], width: float) -> tuple[list[nn.Module], int]:
+    """Stages of (channels, convs) 3x3 conv-BN-ReLU, each closed by a 2x2 max-pool."""
+    _check_width(width)
+    layers: list[nn.Module] = []
+    cin = 1
+    for channels, convs in stages:
+        cout = scaled(channels, width)
+        for _ in range(convs):
+            layers.append(conv_bn(cin, cout))
+            cin = cout
+        layers.append(nn.MaxPool2d(2))
+    return layers, cin
+
+
+def hw3_cnn(width: float = 1.0, hidden: int = 768, dropout: float = 0.5) -> nn.Sequential:
+    """The HW3 baseline: four VGG stages (48 -> 3 pixels), flatten, a dense layer, 7 logits.
+
+    About 4.1M parameters at width 1; most sit in the first dense layer, which is
+    what a compact model must avoid.
+    """
+    layers, cin = vgg_stack(((64, 2), (128, 2), (256, 2), (256, 2)), width)
+    units = scaled(hidden, width)
+    head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin * 3 * 3, units),
+                         nn.BatchNorm1d(units), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Linear(units, NUM_CLASSES))
+    return nn.Sequential(*layers, head)
+
+
+def vgg(width: float = 1.0, dropout: float = 0.3) -> nn.Sequential:
+    """Teacher: a VGG-13-like stack (64-128-256-512, 2 convs each), average-pooled head."""
+    layers, cin = vgg_stack(((64, 2), (128, 2), (256, 2), (512, 2)), width)
+    return nn.Sequential(*layers, classifier(cin, dropout))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs and an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(cin, cout, 3, stride), conv_bn(cout, cout, act=None))
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+                         else conv_bn(cin, cout, 1, stride, act=None))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def resnet(width: float = 1.0, blocks: tuple[int, ...] = (2, 2, 2, 2),
+           dropout: float = 0.2) -> nn.Sequential:
+    """Teacher: ResNet-18 layout for 48 x 48 input (3x3 stem, no max-pool; 48 -> 6 pixels)."""
+    _check_width(width)
+    cin = scaled(64, width)
+    layers: list[nn.Module] = [conv_bn(1, cin)]
+    for stage, repeats in enumerate(blocks):
+        cout = scaled(64 * 2**stage, width)
+        for i in range(repeats):
+            layers.append(BasicBlock(cin, cout, 2 if i == 0 and stage > 0 else 1))
+            cin = cout
+    return nn.Sequential(*layers, classifier(cin, dropout))
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: its builder, a one-line description and its role in the book."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    role: str
+    defaults: dict = field(default_factory=dict)
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("hw3_cnn", hw3_cnn, "VGG-style conv stack with a dense head", "HW3 baseline (Q1)"),
+    Family("cnn", plain_cnn, "plain conv-BN-ReLU + max-pool", "plain-CNN sweep (Q3)"),
+    Family("mobilenet_v1", mobilenet_v1, "depthwise-separable convs", "MobileNet sweep (Q2)"),
+    Family("mobilenet_v2", mobilenet_v2, "inverted residuals, linear bottlenecks", "student"),
+    Family("vgg", vgg, "VGG-13-like, average-pooled head", "teacher"),
+    Family("resnet", resnet, "ResNet-18 layout for 48x48", "teacher"),
+)}
+
+
+def build(name: str, **hparams) -> nn.Module:
+    """Build family `name` with `hparams` (e.g. ``width=0.5``).
+
+    The returned module carries ``.family`` and ``.hparams`` so it describes itself.
+    Raises ValueError naming the family or the bad hyperparameter.
+    """
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
+    try:
+        model = FAMILIES[name].builder(**hparams)
+    except TypeError as err:  # an unknown keyword: say which family rejected it
+        raise ValueError(f"bad hyperparameters for family {name!r}: {err}") from None
+    model.family = name
+    model.hparams = dict(hparams)
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters (BatchNorm's affine weights included, buffers not)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: nn.Module) -> int:
+    """Forward FLOPs for one 1 x 48 x 48 image (a multiply-add counts as 2), via torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, *INPUT_SHAPE, device=next(model.parameters()).device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def summary(model: nn.Module, depth: int = 3):
+    """Keras-style per-layer table (layer, output shape, params) as a pandas DataFrame.
+
+    Uses torchinfo; rows are the modules down to `depth`, in forward order.
+    """
+    import pandas as pd
+    from torchinfo import summary as torchinfo_summary
+
+    stats = torchinfo_summary(model, input_size=(1, *INPUT_SHAPE), depth=depth, verbose=0,
+                              device="cpu", mode="eval")
+    rows = [{"layer": f"{'  ' * (layer.depth - 1)}{layer.class_name}",
+             "output shape": tuple(layer.output_size[1:]),
+             "params": layer.num_params if layer.is_leaf or layer.depth == depth else 0}
+            for layer in stats.summary_list if 0 < layer.depth <= depth]
+    return pd.DataFrame(rows)
+
+
+def params_for(family: str, **hparams) -> int:
+    """Parameter count of a family at given hyperparameters, without keeping the model."""
+    return count_params(build(family, **hparams))
+
+
+def width_for_params(family: str, target: int, **hparams) -> float:
+    """Width multiplier whose parameter count is closest to `target`.
+
+    Parameter counts grow monotonically (up to channel rounding) with width: double or
+    halve from width 1 until the target is bracketed, then bisect in log-width; the
+    end closer to the target wins.
+    """
+    if target <= 0:
+        raise ValueError(f"target must be a positive parameter count, got {target!r}")
+    lo = hi = 1.0
+    while params_for(family, width=lo, **hparams) > target:
+        if lo < 1e-3:
+            raise ValueError(f"{family} cannot get down to {target} parameters")
+        lo, hi = lo / 2, lo
+    while params_for(family, width=hi, **hparams) < target:
+        if hi > 64:
+            raise ValueError(f"{family} cannot reach {target} parameters")
+        lo, hi = hi, hi * 2
+    while hi / lo > 1.002:
+        mid = math.sqrt(lo * hi)
+        if params_for(family, width=mid, **hparams) < target:
+            lo = mid
+        else:
+            hi = mid
+    return min((lo, hi), key=lambda w: abs(params_for(family, width=w, **hparams) - target))
