@@ -254,6 +254,7 @@ def load_or_train(exp: Experiment, data: FER2013 | None = None, *,
     if data is None:
         from .data import load_fer2013
         data = load_fer2013()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(runs_dir) / exp.folder
     work.mkdir(parents=True, exist_ok=True)
     files = (_run_ensemble(exp, data, results_dir, runs_dir) if exp.kind == "ensemble"
@@ -311,10 +312,9 @@ def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict
     if exp.teacher is None and exp.group in ("teacher",):
         # Teachers' logits on every Training image and its mirror, for the ensemble.
         images, _ = data.split("Training")
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(dev).startswith("cuda")):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda")):
             cache = teacher_logits_with_flip(model, to_input(torch.as_tensor(images)),
-                                             device=dev)
+                                             device=device)
         np.save(work / "train_logits.npy", cache.astype(np.float16))
         model.cpu()
     fp16_bytes = metrics["bytes"]["fp16"]
@@ -332,20 +332,21 @@ def _precision_metrics(model, data: FER2013, res, work: Path, device) -> dict:
     out: dict = {"bytes": {}, "acc_by_precision": {}}
     for precision in PRECISIONS:
         out["bytes"][precision] = export_npz(model, work / f"model-{precision}.npz", precision)
-        q = quantized_copy(model, precision).to(device or "cpu")
+        q = quantized_copy(model, precision).to(device)
         out["acc_by_precision"][precision] = {
-            name: accuracy(predict_logits(q, images, tta=True, device=device or "cpu"), labels)
-            for name, (images, labels) in (("val", _val_of(data, res)),
+            name: accuracy(predict_logits(q, images, tta=True, device=device), labels)
+            for name, (images, labels) in (("val", _val_of(data, res.config)),
                                            ("public", data.split("PublicTest")),
                                            ("private", data.split("PrivateTest")))}
     return out
 
 
-def _val_of(data: FER2013, res) -> tuple[np.ndarray, np.ndarray]:
+def _val_of(data: FER2013, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The validation images and labels a run with config `cfg` selected its model on."""
     from .data import train_val_split
 
     images, labels = data.split("Training")
-    _, val_rows = train_val_split(labels, res.config.val_fraction, res.config.split_seed)
+    _, val_rows = train_val_split(labels, cfg.val_fraction, cfg.split_seed)
     return images[val_rows], labels[val_rows]
 
 
@@ -365,7 +366,7 @@ def _run_ensemble(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: P
     if missing:
         raise MissingResultError(f"{exp.name}: members not trained yet: {', '.join(missing)}")
     member_logits = [r.logits() for r in members]
-    labels = {"val": _val_of(data, members[0])[1], "public": data.split("PublicTest")[1],
+    labels = {"val": _val_of(data, members[0].experiment.train)[1], "public": data.split("PublicTest")[1],
               "private": data.split("PrivateTest")[1]}
     logits = {s: average_logits(np.stack([m[s] for m in member_logits])) for s in EVAL_SETS}
     metrics = {f"{s}_acc": accuracy(logits[s], labels[s]) for s in EVAL_SETS}
