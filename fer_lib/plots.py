@@ -121,3 +121,115 @@ def errorbar_family(ax, df: pd.DataFrame, family: str, value: str = "private_acc
     ax.scatter(single.index, single["mean"], s=70, facecolors="white", edgecolors=color,
                zorder=3, linewidths=1.5)
     return stats
+
+
+# --- Compression chapters: distillation, quantisation, pruning ----------------------------
+def plot_soft_targets(logits: np.ndarray, class_names, temperatures=(1, 2, 4, 8),
+                      titles=None):
+    """Softmax(logits / T) of a few images, one panel per image, one bar group per class.
+
+    `logits` is float (n, 7): a teacher's logits of n images. Shows how a higher
+    temperature spreads the probability over the classes the teacher finds similar.
+    """
+    logits = np.atleast_2d(np.asarray(logits, dtype=np.float64))
+    fig, axes = plt.subplots(1, len(logits), figsize=(3.2 * len(logits), 3.2), sharey=True,
+                             squeeze=False, layout="constrained")
+    width = 0.8 / len(temperatures)
+    x = np.arange(logits.shape[1])
+    for i, (ax, row) in enumerate(zip(axes[0], logits, strict=True)):
+        for j, t in enumerate(temperatures):
+            z = row / t
+            p = np.exp(z - z.max())
+            ax.bar(x + (j - (len(temperatures) - 1) / 2) * width, p / p.sum(), width,
+                   label=f"T = {t:g}")
+        ax.set_xticks(x, class_names, rotation=60, ha="right")
+        ax.set_xlabel("class")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize="medium")
+    axes[0, 0].set_ylabel("teacher probability")
+    axes[0, 0].set_ylim(0, 1)
+    axes[0, -1].legend(fontsize="small")
+    return fig
+
+
+def plot_learning_curves(histories: dict[str, list[dict]]):
+    """Validation accuracy and training loss per epoch of several runs.
+
+    `histories` maps a run's label to its ``Result.history`` (rows with ``epoch``,
+    ``loss``, ``val_acc``). Losses of different objectives (KD vs cross-entropy) are
+    not on one scale: compare their shapes, not their heights.
+    """
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    for label, rows in histories.items():
+        epoch = [r["epoch"] for r in rows]
+        ax_acc.plot(epoch, [100 * r["val_acc"] for r in rows], label=label)
+        ax_loss.plot(epoch, [r["loss"] for r in rows], label=label)
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)")
+    ax_loss.set(xlabel="epoch", ylabel="training loss (nats)")
+    ax_acc.legend()
+    return fig
+
+
+def plot_quantization_grid(weights: np.ndarray, scale: float, qmax: int, bins: int = 60):
+    """Histogram of one output channel's weights with its symmetric integer grid.
+
+    `weights` is float (k,); the grid points are ``q * scale`` for integer
+    ``|q| <= qmax``, drawn as vertical lines.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 3.2), layout="constrained")
+    ax.hist(np.asarray(weights).ravel(), bins=bins, color="0.6")
+    for q in range(-qmax, qmax + 1):
+        ax.axvline(q * scale, color="C3", lw=0.6, alpha=0.7)
+    ax.set(xlabel="weight value (dimensionless)", ylabel="number of weights",
+           title=f"{2 * qmax + 1} levels, step {scale:.2g}")
+    return fig
+
+
+def plot_accuracy_vs_bytes(table: pd.DataFrame, budgets: dict[str, int] | None = None):
+    """Accuracy against bytes on disk, one line per model across its precisions.
+
+    `table` has columns ``model``, ``precision``, ``bytes`` and ``accuracy`` (a
+    fraction); `budgets` maps a label to a byte limit, drawn by `budget_lines`.
+    """
+    fig, ax = new_axes("model file size (bytes, log scale)", "private-test accuracy (%)",
+                       logx=True, figsize=(7.0, 4.2))
+    for i, (model, rows) in enumerate(table.groupby("model", sort=False)):
+        rows = rows.sort_values("bytes")
+        ax.plot(rows["bytes"], 100 * rows["accuracy"], color=f"C{i}", label=model)
+        for _, r in rows.iterrows():
+            ax.scatter(r["bytes"], 100 * r["accuracy"], color=f"C{i}", zorder=3,
+                       marker=PRECISION_MARKERS.get(r["precision"], "o"))
+            ax.annotate(r["precision"], (r["bytes"], 100 * r["accuracy"]), fontsize=7,
+                        xytext=(4, -10), textcoords="offset points")
+    budget_lines(ax, budgets if budgets is not None else BYTE_BUDGETS)
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_gamma_distribution(gammas: dict[int, np.ndarray]):
+    """Box plot of |gamma| of each expanded block's gate BatchNorm (`prune.gamma_summary`)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
+    keys = list(gammas)
+    ax.boxplot([gammas[k] for k in keys], flierprops={"markersize": 2})
+    ax.set_xticks(range(1, len(keys) + 1), [f"{k}\n({len(gammas[k])})" for k in keys])
+    ax.set(xlabel="block index in the model (hidden channels)",
+           ylabel="|gamma| (dimensionless)")
+    return fig
+
+
+def plot_slimming(table):
+    """Params and accuracy after slimming without fine-tuning, against the cut fraction.
+
+    `table` is a DataFrame with columns ``fraction`` (0..1), ``params`` and, optionally,
+    ``val_acc`` (a fraction; NaN or absent when the data set is unavailable).
+    """
+    has_acc = "val_acc" in table and table["val_acc"].notna().any()
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(8.5 if has_acc else 4.5, 3.3),
+                             squeeze=False, layout="constrained")
+    pct = 100 * table["fraction"]
+    axes[0, 0].plot(pct, table["params"] / 1000, marker="o")
+    axes[0, 0].set(xlabel="hidden channels cut (%)", ylabel="parameters (thousands)")
+    if has_acc:
+        axes[0, 1].plot(pct, 100 * table["val_acc"], marker="o", color="C1")
+        axes[0, 1].set(xlabel="hidden channels cut (%)", ylabel="validation accuracy (%)")
+    return fig
