@@ -14,11 +14,17 @@ import time
 import torch
 
 from fer_lib.data import load_fer2013
-from fer_lib.train import (AUGMENT_DRAWS, TrainConfig, augment, make_optimizer, make_scheduler,
-                           prepare_splits)
 from fer_lib.distill import kd_loss  # noqa: F401  (imported so profiles match real runs)
 from fer_lib.evaluate import to_input
 from fer_lib.models import build
+from fer_lib.train import (
+    AUGMENT_DRAWS,
+    TrainConfig,
+    augment,
+    make_optimizer,
+    make_scheduler,
+    prepare_splits,
+)
 
 MODELS = {"student": dict(family="mobilenet_v2", model_args={"width": 0.3824}),
           "sweep-1k": dict(family="mobilenet_v1", model_args={"width": 0.0215}),
@@ -42,7 +48,8 @@ def make_step(cfg: TrainConfig, data, device):
     def step():
         x, _ = augment(to_input(splits.train_x[idx]), cfg, u)
         x = x.contiguous(memory_format=fmt)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+        amp = cfg.amp and device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             loss = torch.nn.functional.cross_entropy(model(x).float(), splits.train_y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -74,10 +81,12 @@ def main() -> None:
     for mname, kw in MODELS.items():
         for vname, v in VARIANTS.items():
             torch.backends.cudnn.benchmark = v["benchmark"]
-            cfg = TrainConfig(batch_size=args.batch_size, subset=4096, channels_last=v["channels_last"],
+            cfg = TrainConfig(batch_size=args.batch_size, subset=4096,
+                              channels_last=v["channels_last"],
                               amp=v["amp"], **kw)
             ms = ms_per_step(make_step(cfg, data, device), args.steps, device)
-            print(f"{mname:9s} {vname:12s} {ms:7.2f} ms/step {args.batch_size / ms * 1000:8.0f} img/s",
+            rate = args.batch_size / ms * 1000
+            print(f"{mname:9s} {vname:12s} {ms:7.2f} ms/step {rate:8.0f} img/s",
                   flush=True)
     torch.backends.cudnn.benchmark = True
     step = make_step(TrainConfig(batch_size=args.batch_size, subset=4096, **MODELS["student"]),

@@ -48,14 +48,16 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean())
 
 
-def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, num_classes: int = 7) -> np.ndarray:
+def confusion_matrix(predictions: np.ndarray, labels: np.ndarray,
+                     num_classes: int = 7) -> np.ndarray:
     """Counts (num_classes, num_classes) int64: row = true class, column = predicted class."""
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
     return counts
 
 
-def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray, num_classes: int = 7) -> np.ndarray:
+def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray,
+                       num_classes: int = 7) -> np.ndarray:
     """Recall of each class (num_classes,) float64; NaN for a class absent from `labels`."""
     counts = confusion_matrix(predictions, labels, num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):

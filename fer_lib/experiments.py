@@ -40,7 +40,7 @@ import torch
 from .data import CLASS_NAMES, FER2013
 from .distill import CachedTeacher, average_logits, teacher_logits_with_flip
 from .evaluate import accuracy, confusion_matrix, per_class_accuracy, predict_logits, to_input
-from .models import build, count_flops, count_params, width_for_params
+from .models import build, count_flops, width_for_params
 from .train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -369,7 +369,8 @@ def _run_ensemble(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: P
     if missing:
         raise MissingResultError(f"{exp.name}: members not trained yet: {', '.join(missing)}")
     member_logits = [r.logits() for r in members]
-    labels = {"val": _val_of(data, members[0].experiment.train)[1], "public": data.split("PublicTest")[1],
+    labels = {"val": _val_of(data, members[0].experiment.train)[1],
+              "public": data.split("PublicTest")[1],
               "private": data.split("PrivateTest")[1]}
     logits = {s: average_logits(np.stack([m[s] for m in member_logits])) for s in EVAL_SETS}
     metrics = {f"{s}_acc": accuracy(logits[s], labels[s]) for s in EVAL_SETS}
@@ -404,7 +405,8 @@ def _store(exp: Experiment, files: dict, results_dir: Path) -> None:
         writer.writeheader()
         writer.writerows(files["history"])
     if exp.keep_logits:
-        np.savez(tmp / "logits.npz", **{k: v.astype(np.float16) for k, v in files["logits"].items()})
+        np.savez(tmp / "logits.npz",
+                 **{k: v.astype(np.float16) for k, v in files["logits"].items()})
     else:
         np.savez(tmp / "predictions.npz",
                  **{k: v.argmax(axis=1).astype(np.uint8) for k, v in files["logits"].items()})

@@ -155,7 +155,8 @@ def load_config(name_or_path: str | os.PathLike, **overrides) -> TrainConfig:
 AUGMENT_DRAWS = 10  # uniform random numbers each image's augmentation consumes
 
 
-def augment(x: torch.Tensor, cfg: TrainConfig, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(x: torch.Tensor, cfg: TrainConfig,
+            u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Random shift, flip, rotation, zoom and erasing of a normalised batch (B, 1, 48, 48).
 
     `u` (B, AUGMENT_DRAWS) holds uniform [0, 1) draws on the batch's device; the trainer
@@ -362,8 +363,9 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
     for epoch in bar:
         t0 = time.perf_counter()
         loss = train_one_epoch(model, splits, cfg, opt, sched, gen, teacher, memory_format)
-        val_acc = accuracy(predict_logits(model, splits.val_x, device=device,
-                                          channels_last=cfg.channels_last), splits.val_y.cpu().numpy())
+        val_logits = predict_logits(model, splits.val_x, device=device,
+                                    channels_last=cfg.channels_last)
+        val_acc = accuracy(val_logits, splits.val_y.cpu().numpy())
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch + 1,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
@@ -378,11 +380,16 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
                 "epoch": epoch + 1, "model": model.state_dict(), "best_model": best["state"],
                 "best_val_acc": best["val_acc"], "best_epoch": best["epoch"],
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": {"generator": gen.get_state(), "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                "rng": rng_states(gen, device),
                 "history": history, "versions": library_versions()})
     model.load_state_dict(best["state"])
     return finish(model, cfg, splits, history, best, device)
+
+
+def rng_states(gen: torch.Generator, device: torch.device) -> dict:
+    """Every random stream a resumed run must continue: augmentation, dropout (CPU/CUDA)."""
+    return {"generator": gen.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
 def train_one_epoch(model, splits: DeviceSplits, cfg: TrainConfig, opt, sched, gen,
@@ -400,7 +407,8 @@ def train_one_epoch(model, splits: DeviceSplits, cfg: TrainConfig, opt, sched, g
         x, flipped = augment(to_input(splits.train_x[idx]), cfg, draws[start:start + len(idx)])
         x = x.contiguous(memory_format=memory_format)
         y = splits.train_y[idx]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+        amp = cfg.amp and device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
             if teacher is None:
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)

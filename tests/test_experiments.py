@@ -22,7 +22,8 @@ TINY = dict(epochs=1, batch_size=64, lr=0.05, warmup_epochs=0.1, channels_last=F
 def mini_catalogue() -> dict[str, ex.Experiment]:
     small = dict(family="mobilenet_v2", model_args={"width": 0.15})
     exps = [
-        ex.Experiment("t-a", "teacher", TrainConfig(family="cnn", model_args={"width": 0.05}, **TINY),
+        ex.Experiment("t-a", "teacher",
+                      TrainConfig(family="cnn", model_args={"width": 0.05}, **TINY),
                       keep_logits=True),
         ex.Experiment("t-b", "teacher", TrainConfig(family="mobilenet_v1",
                                                     model_args={"width": 0.05}, seed=1, **TINY),
