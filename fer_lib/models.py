@@ -274,7 +274,7 @@ def summary(model: nn.Module, depth: int = 3):
                               device="cpu", mode="eval")
     rows = [{"layer": f"{'  ' * (layer.depth - 1)}{layer.class_name}",
              "output shape": tuple(layer.output_size[1:]),
-             "params": layer.num_params if layer.is_leaf or layer.depth == depth else 0}
+             "params": layer.num_params if layer.is_leaf_layer or layer.depth == depth else 0}
             for layer in stats.summary_list if 0 < layer.depth <= depth]
     return pd.DataFrame(rows)
 
