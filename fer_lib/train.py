@@ -260,7 +260,7 @@ def prepare_splits(data: FER2013, cfg: TrainConfig, device: torch.device) -> Dev
 
 # ----------------------------------------------------------------------------- checkpoints
 def library_versions() -> dict:
-    return {"fer_lib": __version__, "torch": torch.__version__, "numpy": np.__version__,
+    return {"fer_lib": __version__, "torch": str(torch.__version__), "numpy": np.__version__,
             "python": platform.python_version()}
 
 
