@@ -196,13 +196,16 @@ def plot_accuracy_vs_bytes(table: pd.DataFrame, budgets: dict[str, int] | None =
     for i, (model, rows) in enumerate(table.groupby("model", sort=False)):
         rows = rows.sort_values("bytes")
         ax.plot(rows["bytes"], 100 * rows["accuracy"], color=f"C{i}", label=model)
-        for _, r in rows.iterrows():
+        for precision, r in rows.groupby("precision"):
             ax.scatter(r["bytes"], 100 * r["accuracy"], color=f"C{i}", zorder=3,
-                       marker=PRECISION_MARKERS.get(r["precision"], "o"))
-            ax.annotate(r["precision"], (r["bytes"], 100 * r["accuracy"]), fontsize=7,
-                        xytext=(4, -10), textcoords="offset points")
+                       marker=PRECISION_MARKERS.get(precision, "o"))
+    for precision, marker in PRECISION_MARKERS.items():
+        ax.scatter([], [], color="0.4", marker=marker, label=precision)
+    ax.xaxis.set_major_locator(plt.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     budget_lines(ax, budgets if budgets is not None else BYTE_BUDGETS)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="lower right", ncols=2)
     return fig
 
 
