@@ -1,0 +1,109 @@
+"""The book's notebooks: every chapter paired and in sync, no faces committed, numbers glued.
+
+The `.md` files (MyST notebooks) are the sources and the `.ipynb` carry the outputs;
+jupytext pairs them (jupytext.toml). These tests read files only: nothing executes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK = REPO / "book"
+FACES_TAG = "sample-faces"
+
+jupytext = pytest.importorskip("jupytext")
+nbformat = pytest.importorskip("nbformat")
+
+
+def toc_files() -> list[str]:
+    """Chapter names (no suffix) in _toc.yml order, the root first."""
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    names = [toc["root"]]
+    for entry in toc.get("chapters", []):
+        names.append(entry["file"])
+    return names
+
+
+CHAPTERS = [name for name in toc_files() if (BOOK / f"{name}.md").exists()]
+
+
+def test_toc_symlink_points_to_top_level_toc():
+    link = BOOK / "_toc.yml"
+    assert link.is_symlink()
+    assert os.readlink(link) == "../_toc.yml"
+    assert link.resolve() == (REPO / "_toc.yml").resolve()
+
+
+def test_toc_chapters_exist_as_markdown():
+    missing = [name for name in toc_files() if not (BOOK / f"{name}.md").exists()]
+    assert not missing, f"chapters in _toc.yml without a book/<name>.md: {missing}"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_has_paired_notebook(name):
+    assert (BOOK / f"{name}.ipynb").exists(), f"book/{name}.md has no paired .ipynb"
+
+
+def _code_sources(nb) -> list[str]:
+    return [cell.source.strip() for cell in nb.cells]
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_pair_in_sync(name):
+    """Same cells, same sources, same tags in the .md and the .ipynb."""
+    md, ipynb = BOOK / f"{name}.md", BOOK / f"{name}.ipynb"
+    if not ipynb.exists():
+        pytest.skip("no notebook (reported by test_chapter_has_paired_notebook)")
+    a, b = jupytext.read(md), jupytext.read(ipynb)
+    assert [c.cell_type for c in a.cells] == [c.cell_type for c in b.cells]
+    assert _code_sources(a) == _code_sources(b), f"{name}: run `jupytext --sync book/{name}.md`"
+    assert ([c.metadata.get("tags", []) for c in a.cells]
+            == [c.metadata.get("tags", []) for c in b.cells])
+    # jupytext's own diff agrees (it always exits 0, so its output is what counts).
+    diff = subprocess.run([sys.executable, "-m", "jupytext", "--diff", str(md), str(ipynb)],
+                          capture_output=True, text=True, cwd=REPO, check=False)
+    assert diff.stdout.strip() == "", diff.stdout[-2000:]
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_notebook_has_outputs_and_no_errors(name):
+    ipynb = BOOK / f"{name}.ipynb"
+    if not ipynb.exists():
+        pytest.skip("no notebook")
+    nb = nbformat.read(ipynb, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, f"{name}.ipynb has error outputs"
+    executed = [c for c in code if c.execution_count is not None]
+    assert executed or not code, f"{name}.ipynb was committed without executing it"
+
+
+def test_no_faces_committed():
+    """The sample-faces cell exists, is skipped by nbval, and has no image output."""
+    tagged = []
+    for ipynb in sorted(BOOK.glob("*.ipynb")):
+        nb = nbformat.read(ipynb, as_version=4)
+        for cell in nb.cells:
+            tags = cell.metadata.get("tags", [])
+            if FACES_TAG in tags:
+                tagged.append(ipynb.name)
+                assert "nbval-skip" in tags, f"{ipynb.name}: faces cell must be nbval-skip"
+                mimes = {m for o in cell.get("outputs", []) for m in o.get("data", {})}
+                assert not mimes & {"image/png", "image/jpeg", "image/svg+xml"}, (
+                    f"{ipynb.name}: the sample-faces cell has image outputs; strip them")
+    assert "data.ipynb" in tagged, "data.ipynb lost its sample-faces tag"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_glues_its_numbers(name):
+    text = (BOOK / f"{name}.md").read_text()
+    if "Placeholder" in text and "glue" not in text:
+        pytest.skip("placeholder chapter")
+    assert "glue(" in text and "{glue:" in text, f"{name}.md must put its numbers through glue"
