@@ -49,9 +49,10 @@ lint: venv
 book: venv
 	$(VENV)/bin/jupyter-book build book/ -W -n --keep-going --path-output book
 
-# PDF via XeLaTeX (the report questions are in Traditional Chinese). Needs, on Debian or
-# Ubuntu: apt-get install latexmk texlive-xetex texlive-latex-extra texlive-fonts-recommended
-# texlive-lang-chinese fonts-noto-cjk. Not part of CI (the TeX install is ~1 GB).
+# PDF via XeLaTeX (the report questions are in Traditional Chinese): book/_build/latex/
+# fer-compression.pdf. Needs, on Debian or Ubuntu: apt-get install latexmk
+# texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended tex-gyre
+# texlive-xetex texlive-lang-chinese fonts-freefont-otf fonts-noto-cjk (.ci/run does).
 pdf: venv
 	$(VENV)/bin/jupyter-book build book/ --builder pdflatex --path-output book
 
