@@ -175,11 +175,26 @@ def augment(x: torch.Tensor, cfg: TrainConfig,
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos * mirror, -sin, tx], 1),
                          torch.stack([sin * mirror, cos, ty], 1)], 1).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = affine_grid(theta, h, w)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if cfg.erase > 0:
         x = random_erase(x, cfg.erase, u[:, 5:10])
     return x, flipped
+
+
+def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Sampling grid (B, h, w, 2) of the affine maps `theta` (B, 2, 3).
+
+    The same as ``F.affine_grid(theta, (B, 1, h, w), align_corners=False)``, written as
+    broadcast multiply-adds over the pixel-centre coordinates: on a CPU, torch's own
+    version (a batched matmul of tiny matrices) costs more than the resampling it feeds.
+    """
+    ys = ((torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1).view(1, h, 1)
+    xs = ((torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1).view(1, 1, w)
+    t = theta.view(-1, 6, 1, 1)
+    gx = t[:, 0] * xs + t[:, 1] * ys + t[:, 2]
+    gy = t[:, 3] * xs + t[:, 4] * ys + t[:, 5]
+    return torch.stack([gx, gy], dim=-1)
 
 
 def random_erase(x: torch.Tensor, p: float, u: torch.Tensor) -> torch.Tensor:

@@ -273,3 +273,13 @@ def test_network_slimming_penalty_runs(small_fer):
     cfg = dataclasses.replace(TINY, epochs=1, bn_l1=1e-3)
     result = train(cfg, small_fer, device="cpu", quiet=True)
     assert np.isfinite(result.history[0]["loss"])
+
+
+def test_affine_grid_matches_torch():
+    import torch.nn.functional as F
+
+    from fer_lib.train import affine_grid
+
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+    want = F.affine_grid(theta, [5, 1, 48, 48], align_corners=False)
+    torch.testing.assert_close(affine_grid(theta, 48, 48), want, atol=1e-5, rtol=0)
