@@ -312,7 +312,7 @@ def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict
     metrics.update(_precision_metrics(model, data, res, work, device))
     files = {"history": res.history, "metrics": metrics, "logits": res.logits,
              "model": {"family": model.family, "hparams": model.hparams}}
-    if exp.teacher is None and exp.group in ("teacher",):
+    if exp.group == "teacher":
         # Teachers' logits on every Training image and its mirror, for the ensemble.
         images, _ = data.split("Training")
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda")):
