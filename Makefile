@@ -46,7 +46,13 @@ lint: venv
 
 # Strict build: any warning fails it. Chapters execute from their .md sources (cached
 # by jupyter-cache, so only changed chapters re-run); output in book/_build/html.
+# The execution cache is keyed on the notebooks' code, not on the results they read:
+# drop it when anything in results/ is newer, so the HTML never shows stale numbers.
+JB_CACHE := book/_build/.jupyter_cache
+
 book: venv
+	@if [ -d $(JB_CACHE) ] && [ -n "$$(find results -newer $(JB_CACHE) -print -quit)" ]; then \
+	  echo "results/ changed: clearing the execution cache"; rm -rf $(JB_CACHE); fi
 	$(VENV)/bin/jupyter-book build book/ -W -n --keep-going --path-output book
 
 # PDF via XeLaTeX (the report questions are in Traditional Chinese): book/_build/latex/
