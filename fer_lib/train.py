@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto warns in Jupyter without ipywidgets
 
 from . import __version__
 from .data import FER2013, stratified_subset, train_val_split
