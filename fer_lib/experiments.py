@@ -12,8 +12,10 @@ combine teachers into an ensemble). Its hash keys its folder,
 - ``history.csv``: one row per epoch;
 - ``logits.npz`` (float16, for teachers, the HW3 CNN and students) or
   ``predictions.npz`` (uint8, for sweeps and ablations) on val, public and private;
-- ``weights-bn.npz``: fp16 weights (BatchNorm unfolded, trainable), for models whose
-  fp16 export is under `KEEP_WEIGHTS_BELOW` bytes;
+- ``weights-bn.npz``: fp16 weights (BatchNorm unfolded, trainable) of the students and
+  ablations whose fp16 export is under `KEEP_WEIGHTS_BELOW` bytes: the models the book
+  and network slimming reload (sweep runs keep only their predictions, so that results/
+  stays near 4 MB: the device tool carries the working tree beside the 62 MB data zip);
 - ``train_logits.npz``: (ensembles) the teachers' averaged logits on every Training
   image and its mirror, which students distil from offline.
 
@@ -46,7 +48,7 @@ from .train import TrainConfig, train
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "results"
 RUNS_DIR = REPO / "runs"            # checkpoints and big weights: ignored by git
-KEEP_WEIGHTS_BELOW = 450_000        # fp16 bytes: weights committed for students and small sweeps
+KEEP_WEIGHTS_BELOW = 450_000        # fp16 bytes of a student/ablation whose weights are kept
 EVAL_SETS = ("val", "public", "private")
 SUMMARY_COLUMNS = ("run", "group", "family", "params", "bytes", "precision", "val_acc",
                    "public_acc", "private_acc", "flops", "seed", "width", "teacher")
@@ -320,8 +322,7 @@ def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict
                                              device=device)
         np.save(work / "train_logits.npy", cache.astype(np.float16))
         model.cpu()
-    fp16_bytes = metrics["bytes"]["fp16"]
-    if fp16_bytes < KEEP_WEIGHTS_BELOW:
+    if not exp.group.startswith("sweep") and metrics["bytes"]["fp16"] < KEEP_WEIGHTS_BELOW:
         files["weights"] = {k: v.detach().cpu().numpy().astype(np.float16)
                             for k, v in model.state_dict().items()
                             if v.dtype.is_floating_point}
