@@ -109,16 +109,6 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def experiment_from_dict(d: dict) -> Experiment:
-    """Inverse of `Experiment.to_dict`."""
-    d = dict(d)
-    train_cfg = dict(d.pop("train"))
-    model_args = {k: tuple(v) if isinstance(v, list) else v
-                  for k, v in train_cfg.pop("model_args").items()}
-    return Experiment(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
-                      train=TrainConfig(model_args=model_args, **train_cfg))
-
-
 # ----------------------------------------------------------------------------- the catalogue
 SWEEP_TARGETS = (1_000, 4_000, 16_000, 64_000, 256_000, 1_000_000)
 SWEEP_SEEDS = (0, 1, 2)
