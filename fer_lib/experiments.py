@@ -323,15 +323,15 @@ def _precision_metrics(model, data: FER2013, res, work: Path, device) -> dict:
     """Bytes of the exported file and accuracy of the quantised model at each precision."""
     from .quantize import PRECISIONS, export_npz, quantized_copy
 
+    eval_sets = {"val": _val_of(data, res.config), "public": data.split("PublicTest"),
+                 "private": data.split("PrivateTest")}
     out: dict = {"bytes": {}, "acc_by_precision": {}}
     for precision in PRECISIONS:
         out["bytes"][precision] = export_npz(model, work / f"model-{precision}.npz", precision)
         q = quantized_copy(model, precision).to(device)
         out["acc_by_precision"][precision] = {
             name: accuracy(predict_logits(q, images, tta=True, device=device), labels)
-            for name, (images, labels) in (("val", _val_of(data, res.config)),
-                                           ("public", data.split("PublicTest")),
-                                           ("private", data.split("PrivateTest")))}
+            for name, (images, labels) in eval_sets.items()}
     return out
 
 
