@@ -4,6 +4,9 @@
     fer train CONFIG [--epochs N] ...      train a preset or a .json/.yaml config
     fer evaluate CHECKPOINT                accuracies of a checkpoint on val/public/private
     fer reproduce [--only PATTERN] ...     run every missing experiment of the catalogue
+    fer data-summary [--write]             class counts and pixel statistics of FER2013
+
+Errors print one line naming the file or argument at fault (`--debug` for a traceback).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .data import ACCEPTED_FORMS, FER2013Error
 
 
 def cmd_summary(args) -> None:
@@ -64,6 +69,17 @@ def cmd_evaluate(args) -> None:
         plain = accuracy(predict_logits(model, x, device=args.device), y)
         tta = accuracy(predict_logits(model, x, tta=True, device=args.device), y)
         print(f"{name:8s} acc {plain:.4f}   with flip TTA {tta:.4f}")
+
+
+def cmd_data_summary(args) -> None:
+    from .data import data_summary, load_fer2013
+    from .experiments import write_data_summary
+
+    data = load_fer2013(args.data)
+    if args.write:
+        print(f"wrote {write_data_summary(data)}")
+    else:
+        print(json.dumps(data_summary(data), indent=1))
 
 
 def cmd_run(args) -> None:
@@ -168,6 +184,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=data_help)
     p.set_defaults(func=cmd_reproduce)
 
+    p = sub.add_parser("data-summary", help="class counts and pixel statistics of FER2013")
+    p.add_argument("--write", action="store_true",
+                   help="write results/data_summary.json (what the book shows)")
+    p.add_argument("--data", help=data_help)
+    p.set_defaults(func=cmd_data_summary)
+
     p = sub.add_parser("run", help="run one catalogue experiment (used by reproduce)")
     p.add_argument("name")
     p.add_argument("--device")
@@ -178,8 +200,21 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = make_parser().parse_args(argv)
-    args.func(args)
+    parser = make_parser()
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        # Bad input (a missing or unreadable FER2013, a bad config, a stale result): the
+        # message names the file or argument, so one line says it all.
+        if args.debug:
+            raise
+        message = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
+        if isinstance(err, FER2013Error) and "Getting FER2013" not in message:
+            message = f"{message.rstrip('.')}. {ACCEPTED_FORMS}"
+        sys.exit(f"fer {args.command}: error: {message}")
 
 
 if __name__ == "__main__":

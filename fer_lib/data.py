@@ -36,6 +36,10 @@ SPLITS = ("Training", "PublicTest", "PrivateTest")
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 IMAGE_SIZE = 48
+# The protocol: every model is selected on this stratified share of Training, carved
+# with this seed (train_val_split); PublicTest and PrivateTest are only reported.
+VAL_FRACTION = 0.1
+SPLIT_SEED = 0
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 # Image-folder class names -> challenge numbering (0=Angry ... 6=Neutral).
 FOLDER_LABELS = {name.lower(): label for label, name in enumerate(CLASS_NAMES)}
@@ -109,6 +113,15 @@ class FER2013:
 
 
 # --------------------------------------------------------------------------- locating
+
+
+# Said after any error about the source, so a reader knows what would have worked.
+ACCEPTED_FORMS = (
+    "FER2013 is read from the image-folder release as a zip (train/<class>/Training_<id>.jpg, "
+    "test/<class>/PublicTest_<id>.jpg, test/<class>/PrivateTest_<id>.jpg), the same release "
+    "extracted into a folder, or the challenge CSV (emotion,pixels,Usage); see README.md, "
+    "'Getting FER2013'."
+)
 
 
 def _missing_data_message(looked_in: Iterable[Path]) -> str:
@@ -613,7 +626,7 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def train_val_split(
-    labels: np.ndarray, val_fraction: float = 0.1, seed: int = 0
+    labels: np.ndarray, val_fraction: float = VAL_FRACTION, seed: int = SPLIT_SEED
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of the Training split into train and validation.
 
@@ -661,3 +674,39 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
         for label, k in zip(classes, take, strict=True)
     ]
     return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def data_summary(
+    data: FER2013, val_fraction: float = VAL_FRACTION, split_seed: int = SPLIT_SEED
+) -> dict:
+    """The numbers the book shows about the data set, never its pixels.
+
+    Returns a JSON-ready dict: ``image_size`` [48, 48]; ``class_names``; per split
+    (``splits[split]``) the images per class (7 ints), the pixel ``mean`` and ``std``
+    (0..255 scale, two decimals); and ``validation``: the protocol's ``val_fraction``
+    and ``split_seed`` with the per-class counts of the rows that models train on
+    (``train``) and are selected on (``val``).
+    """
+    stats = split_statistics(data)
+    _, train_labels = data.split("Training")
+    train_rows, val_rows = train_val_split(train_labels, val_fraction, split_seed)
+    n_classes = len(data.class_names)
+
+    def per_class(labels: np.ndarray) -> list[int]:
+        return np.bincount(labels, minlength=n_classes).tolist()
+
+    return {
+        "image_size": list(data.images.shape[1:]),
+        "class_names": list(data.class_names),
+        "splits": {
+            split: {"count": counts.tolist(), "mean": round(stats[split].mean, 2),
+                    "std": round(stats[split].std, 2)}
+            for split, counts in data.class_counts().items()
+        },
+        "validation": {"val_fraction": val_fraction, "split_seed": split_seed,
+                       "train": per_class(train_labels[train_rows]),
+                       "val": per_class(train_labels[val_rows])},
+    }

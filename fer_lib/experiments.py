@@ -19,6 +19,10 @@ combine teachers into an ensemble). Its hash keys its folder,
 - ``train_logits.npz``: (ensembles) the teachers' averaged logits on every Training
   image and its mirror, which students distil from offline.
 
+Beside the run folders, ``results/data_summary.json`` holds the data set's numbers
+(class counts, pixel statistics, the validation split's class counts; never pixels), so
+the book shows them on a clone without FER2013.
+
 `load_or_train` returns the stored result when the hash matches, trains when it is
 missing, and refuses a result whose config no longer matches its folder key.
 """
@@ -39,15 +43,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import CLASS_NAMES, FER2013
+from .data import CLASS_NAMES, FER2013, data_summary
 from .distill import CachedTeacher, average_logits, teacher_logits_with_flip
 from .evaluate import accuracy, confusion_matrix, per_class_accuracy, predict_logits, to_input
-from .models import build, count_flops, width_for_params
+from .models import build, count_flops, count_params, width_for_params
 from .train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "results"
 RUNS_DIR = REPO / "runs"            # checkpoints and big weights: ignored by git
+DATA_SUMMARY = "data_summary.json"  # in RESULTS_DIR: see `write_data_summary`
 KEEP_WEIGHTS_BELOW = 450_000        # fp16 bytes of a student/ablation whose weights are kept
 EVAL_SETS = ("val", "public", "private")
 SUMMARY_COLUMNS = ("run", "group", "family", "params", "bytes", "precision", "val_acc",
@@ -66,10 +71,12 @@ class MissingResultError(FileNotFoundError):
 class Experiment:
     """One run of the catalogue.
 
-    kind: "train" (the trainer), or "ensemble" (combine `members`' logits; no training).
+    kind: "train" (the trainer), "ensemble" (combine `members`' logits; no training), or
+        "cut" (slim `slim_from` by `slim_fraction` and score it as it is: no training).
     teacher: name of an experiment whose ``train_logits.npz`` the student distils from.
     slim_from / slim_fraction: start from that experiment's weights with this share of
-        its expanded channels removed by network slimming, then fine-tune.
+        its expanded channels removed by network slimming, then fine-tune ("train") or
+        not ("cut"); `train` then only fixes the validation split it is scored on.
     precision: the export precision the result is reported at (bytes, summary row).
     keep_logits: store float16 logits (True) or uint8 predictions (False).
     """
@@ -125,6 +132,7 @@ STUDENT_RECIPE = dict(epochs=50, batch_size=256, lr=0.1, weight_decay=4e-5, amp=
 STUDENT_WIDTHS = {"100k": 100_000, "200k": 200_000, "27k": 27_000}
 TEACHERS = ("teacher-vgg-s0", "teacher-vgg-s1", "teacher-vgg-s2")
 ENSEMBLE = "teacher-ensemble"
+CUT_FRACTIONS = (0.3, 0.5, 0.7)
 
 
 def _student(size: str, *, kd: bool = True, precision: str = "int8", group: str = "student",
@@ -169,6 +177,11 @@ def build_catalogue() -> dict[str, Experiment]:
                                  train=dataclasses.replace(sparse.train, epochs=30, lr=0.01,
                                                            bn_l1=0.0))
              for f in (0.3, 0.5, 0.7)]
+    # The contrast: the stored student (no L1 penalty) cut without any fine-tuning.
+    student = next(e for e in exps if e.name == "student-200k-kd")
+    exps += [Experiment(f"{student.name}-cut{round(f * 100)}", "ablation-cut", student.train,
+                        kind="cut", slim_from=student.name, slim_fraction=f, precision="int8")
+             for f in CUT_FRACTIONS]
     return {e.name: e for e in exps}
 
 
@@ -252,8 +265,12 @@ def load_or_train(exp: Experiment, data: FER2013 | None = None, *,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(runs_dir) / exp.folder
     work.mkdir(parents=True, exist_ok=True)
-    files = (_run_ensemble(exp, data, results_dir, runs_dir) if exp.kind == "ensemble"
-             else _run_training(exp, data, results_dir, runs_dir, work, device, quiet))
+    if exp.kind == "ensemble":
+        files = _run_ensemble(exp, data, results_dir, runs_dir)
+    elif exp.kind == "cut":
+        files = _run_cut(exp, data, results_dir, work, device)
+    else:
+        files = _run_training(exp, data, results_dir, runs_dir, work, device, quiet)
     _store(exp, files, Path(results_dir))
     return find_result(exp, results_dir)
 
@@ -301,7 +318,7 @@ def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict
     metrics = dict(res.metrics)
     metrics.update(_class_metrics(res.logits, res.labels))
     metrics["flops"] = count_flops(model)
-    metrics.update(_precision_metrics(model, data, res, work, device))
+    metrics.update(_precision_metrics(model, data, res.config, work, device))
     files = {"history": res.history, "metrics": metrics, "logits": res.logits,
              "model": {"family": model.family, "hparams": model.hparams}}
     if exp.group == "teacher":
@@ -313,17 +330,38 @@ def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict
         np.save(work / "train_logits.npy", cache.astype(np.float16))
         model.cpu()
     if not exp.group.startswith("sweep") and metrics["bytes"]["fp16"] < KEEP_WEIGHTS_BELOW:
-        files["weights"] = {k: v.detach().cpu().numpy().astype(np.float16)
-                            for k, v in model.state_dict().items()
-                            if v.dtype.is_floating_point}
+        files["weights"] = _fp16_weights(model)
     return files
 
 
-def _precision_metrics(model, data: FER2013, res, work: Path, device) -> dict:
+def _fp16_weights(model) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().astype(np.float16)
+            for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+
+
+def _run_cut(exp: Experiment, data: FER2013, results_dir: Path, work: Path, device) -> dict:
+    """Slim a stored model and score it as it is (flip TTA), at every precision."""
+    model = _start_model(exp, results_dir).to(device)
+    sets = {"val": _val_of(data, exp.train), "public": data.split("PublicTest"),
+            "private": data.split("PrivateTest")}
+    logits = {name: predict_logits(model, x, tta=True, device=device)
+              for name, (x, _) in sets.items()}
+    labels = {name: np.asarray(y) for name, (_, y) in sets.items()}
+    metrics: dict = {"params": count_params(model), "epochs": 0, "device": str(device),
+                     "train_seconds": 0.0, "flops": count_flops(model)}
+    metrics.update({f"{name}_acc": accuracy(logits[name], labels[name]) for name in sets})
+    metrics.update(_class_metrics(logits, labels))
+    metrics.update(_precision_metrics(model, data, exp.train, work, device))
+    model.cpu()
+    return {"history": [], "metrics": metrics, "logits": logits, "weights": _fp16_weights(model),
+            "model": {"family": model.family, "hparams": model.hparams}}
+
+
+def _precision_metrics(model, data: FER2013, cfg: TrainConfig, work: Path, device) -> dict:
     """Bytes of the exported file and accuracy of the quantised model at each precision."""
     from .quantize import PRECISIONS, export_npz, quantized_copy
 
-    eval_sets = {"val": _val_of(data, res.config), "public": data.split("PublicTest"),
+    eval_sets = {"val": _val_of(data, cfg), "public": data.split("PublicTest"),
                  "private": data.split("PrivateTest")}
     out: dict = {"bytes": {}, "acc_by_precision": {}}
     for precision in PRECISIONS:
@@ -422,14 +460,15 @@ def summary_rows(results_dir: Path = RESULTS_DIR) -> list[dict]:
         m = result.metrics
         by_precision = m.get("acc_by_precision", {}).get(exp.precision)
         acc = by_precision or {s: m[f"{s}_acc"] for s in EVAL_SETS}
+        trained = exp.kind != "ensemble"
         rows.append({"run": exp.name, "group": exp.group,
-                     "family": exp.train.family if exp.kind == "train" else "ensemble",
+                     "family": exp.train.family if trained else "ensemble",
                      "params": m["params"], "bytes": m["bytes"][exp.precision],
                      "precision": exp.precision, "val_acc": round(acc["val"], 6),
                      "public_acc": round(acc["public"], 6),
                      "private_acc": round(acc["private"], 6), "flops": m["flops"],
-                     "seed": exp.train.seed if exp.kind == "train" else "",
-                     "width": exp.train.model_args.get("width", 1.0) if exp.kind == "train" else "",
+                     "seed": exp.train.seed if trained else "",
+                     "width": exp.train.model_args.get("width", 1.0) if trained else "",
                      "teacher": exp.teacher or ""})
     return rows
 
@@ -442,3 +481,20 @@ def write_summary(results_dir: Path = RESULTS_DIR) -> Path:
         writer.writeheader()
         writer.writerows(summary_rows(results_dir))
     return path
+
+
+# ----------------------------------------------------------------------------- data summary
+def write_data_summary(data: FER2013, results_dir: Path = RESULTS_DIR) -> Path:
+    """(Re)write ``results/data_summary.json`` from the data set (`fer data-summary`)."""
+    path = Path(results_dir) / DATA_SUMMARY
+    path.write_text(json.dumps(data_summary(data), indent=1) + "\n")
+    return path
+
+
+def load_data_summary(results_dir: Path = RESULTS_DIR) -> dict:
+    """The committed data summary (see :func:`fer_lib.data.data_summary`): no pixels needed."""
+    path = Path(results_dir) / DATA_SUMMARY
+    if not path.exists():
+        raise MissingResultError(f"{path} is missing; with FER2013 at hand, run "
+                                 "`fer data-summary --write`")
+    return json.loads(path.read_text())

@@ -30,7 +30,7 @@ from torch import nn
 from tqdm import tqdm  # plain bars: tqdm.auto warns in Jupyter without ipywidgets
 
 from . import __version__
-from .data import FER2013, stratified_subset, train_val_split
+from .data import FER2013, SPLIT_SEED, VAL_FRACTION, stratified_subset, train_val_split
 from .distill import kd_loss
 from .evaluate import accuracy, predict_logits, to_input
 from .models import build, count_params
@@ -71,8 +71,8 @@ class TrainConfig:
     scale: float = 0.1              # max relative zoom in or out
     erase: float = 0.25             # probability of random erasing per image
     # data
-    val_fraction: float = 0.1
-    split_seed: int = 0
+    val_fraction: float = VAL_FRACTION
+    split_seed: int = SPLIT_SEED
     subset: int | None = None       # use a stratified subset of this many training images
     seed: int = 0
     # distillation (a teacher is passed to `train`) and network slimming

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -66,3 +69,42 @@ def test_reproduce_with_nothing_selected(monkeypatch, capsys):
     monkeypatch.setattr(cli, "run_jobs", lambda todo, args: [])
     cli.main(["reproduce", "--only", "nothing-matches"])
     assert "0 experiments selected, 0 to run" in capsys.readouterr().out
+
+
+def _fer(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer_lib.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **env}, check=False)
+
+
+FORMS = ("zip", "folder", "CSV")
+
+
+@pytest.mark.parametrize("command", [["data-summary"], ["train", "smoke"],
+                                     ["data-summary", "--write"]])
+def test_fer2013_path_to_nothing_is_one_line(command, tmp_path):
+    missing = tmp_path / "nowhere" / "fer2013.zip"
+    done = _fer(command, {"FER2013_PATH": str(missing)})
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert str(missing) in lines[0]
+    assert all(form in lines[0] for form in FORMS), lines[0]
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not a data set \x00" * 50, b"PK\x03\x04junk"])
+def test_fer2013_path_to_an_unreadable_file_is_one_line(content, tmp_path):
+    bad = tmp_path / "fer2013.zip"
+    bad.write_bytes(content)
+    done = _fer(["data-summary"], {"FER2013_PATH": str(bad)})
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert str(bad) in lines[0]
+    assert all(form in lines[0] for form in FORMS), lines[0]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    done = _fer(["--debug", "data-summary"], {"FER2013_PATH": str(tmp_path / "none.zip")})
+    assert done.returncode != 0
+    assert "Traceback" in done.stderr and "FileNotFoundError" in done.stderr

@@ -36,6 +36,8 @@ def mini_catalogue() -> dict[str, ex.Experiment]:
     ]
     exps.append(dataclasses.replace(exps[-1], name="slim", slim_from="sparse",
                                     slim_fraction=0.5))
+    exps.append(ex.Experiment("cut", "ablation-cut", exps[3].train, kind="cut",
+                              slim_from="stu", slim_fraction=0.5, precision="int8"))
     return {e.name: e for e in exps}
 
 
@@ -149,3 +151,27 @@ def test_catalogue_covers_the_book():
         runs = [e for e in ex.CATALOGUE.values() if e.group == family]
         assert len({e.train.model_args["width"] for e in runs}) >= 6
         assert len({e.train.seed for e in runs}) == 3
+
+
+def test_cut_run_slims_without_training_and_is_exported(mini, small_fer, monkeypatch):
+    catalogue, results = mini
+    source = ex.find_result(catalogue["stu"], results)
+    cut = ex.find_result(catalogue["cut"], results)
+    assert cut.metrics["epochs"] == 0 and cut.history == []
+    assert cut.metrics["params"] < source.metrics["params"]
+    for precision, size in cut.metrics["bytes"].items():
+        assert 0 < size < source.metrics["bytes"][precision], precision
+    # Scored on the validation rows of the source's own split, like every run.
+    val_labels = ex._val_of(small_fer, catalogue["stu"].train)[1]
+    predictions = cut.logits()["val"]
+    assert float((predictions == val_labels).mean()) == pytest.approx(cut.metrics["val_acc"])
+    # Its weights are kept, so it rebuilds as the smaller dense network.
+    assert ex.count_params(cut.model()) == cut.metrics["params"]
+
+
+def test_catalogue_cut_runs_start_from_the_stored_student():
+    cuts = [e for e in ex.CATALOGUE.values() if e.kind == "cut"]
+    assert [e.slim_fraction for e in cuts] == list(ex.CUT_FRACTIONS)
+    for exp in cuts:
+        assert exp.needs == (exp.slim_from,)
+        assert exp.train == ex.CATALOGUE[exp.slim_from].train  # same validation split
