@@ -107,3 +107,35 @@ def test_chapter_glues_its_numbers(name):
     if "Placeholder" in text and "glue" not in text:
         pytest.skip("placeholder chapter")
     assert "glue(" in text and "{glue:" in text, f"{name}.md must put its numbers through glue"
+
+
+def test_pytest_nbval_as_typed_checks_the_notebooks_and_the_tests():
+    """`pytest --nbval` in the repo root (the design card's command) collects both."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--collect-only", "-q",
+                           "-p", "no:cacheprovider"], capture_output=True, text=True,
+                          cwd=REPO, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    collected = done.stdout
+    for name in CHAPTERS:
+        assert f"book/{name}.ipynb::Cell 0" in collected, f"{name}.ipynb not collected"
+    assert "tests/test_book.py::" in collected
+    assert "book/_build/" not in collected, "notebooks of the built book must not be collected"
+
+
+def test_nbval_uses_the_sanitizers_and_this_environment():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("book_conftest", BOOK / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+
+    class Option:
+        nbval_sanitize_with = None
+        nbval_current_env = False
+
+    class Config:
+        option = Option()
+
+    conftest.pytest_configure(Config)
+    assert Path(Config.option.nbval_sanitize_with) == BOOK / "nbval-sanitize.cfg"
+    assert Config.option.nbval_current_env is True
