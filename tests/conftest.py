@@ -1,8 +1,14 @@
-"""Shared fixtures: a few hundred real FER2013 images, written out as every source kind.
+"""Shared fixtures: a synthetic FER2013 of a few hundred images, as every source kind.
 
-The sample is read straight from the shared zip with :mod:`zipfile` and PIL, not
-through ``fer_lib.data``, so it is an independent reference for the loader. Every test
-caches into a temporary folder (``FER_CACHE_DIR``), never into the user's cache.
+``fer_sample`` is made here, from a fixed seed, so the suite runs without the real data
+set: 48x48 grey JPEGs in the image-folder release layout, with known labels, the real
+class shares and pixel statistics, and ids that are not contiguous and differ in their
+number of digits (so canonical order by numeric id is really exercised). Its reference
+``images`` are PIL's decode of those JPEG bytes, not through ``fer_lib.data``, so it is an
+independent reference for the loader. Each class has its own grating under the noise,
+so models can learn it. ``real_fer_sample`` and ``fer_zip_path`` are the real data for the
+few tests that need real faces; they skip when it is absent. Every test caches into a
+temporary folder (``FER_CACHE_DIR``), never into the user's cache.
 """
 
 from __future__ import annotations
@@ -43,10 +49,11 @@ def _sort_key(name: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class FERSample:
-    """A few hundred FER2013 images in canonical order (split, then numeric id).
+    """A few hundred FER2013-like images in canonical order (split, then numeric id).
 
     ``images`` uint8 (N, 48, 48), ``labels`` int64 (N,), ``usage`` str (N,);
-    ``names`` are the zip member names and ``jpegs`` their untouched bytes.
+    ``names`` are the zip member names and ``jpegs`` their bytes; ``images`` are PIL's
+    decode of those bytes.
     """
 
     names: tuple[str, ...]
@@ -110,12 +117,107 @@ def _pick(names: list[str], rng: np.random.Generator) -> list[str]:
     return sorted(chosen, key=_sort_key)
 
 
+def _sample(names: list[str], jpegs: list[bytes]) -> FERSample:
+    """A FERSample of image members, put in canonical order; `images` are PIL's decode."""
+    order = sorted(range(len(names)), key=lambda i: _sort_key(names[i]))
+    names = [names[i] for i in order]
+    jpegs = [jpegs[i] for i in order]
+    images = np.stack([np.asarray(Image.open(io.BytesIO(blob))) for blob in jpegs])
+    return FERSample(
+        names=tuple(names),
+        jpegs=tuple(jpegs),
+        images=images.astype(np.uint8),
+        labels=np.array([FOLDER_LABELS[n.split("/")[-2]] for n in names], dtype=np.int64),
+        usage=np.array([SPLITS[_sort_key(n)[0]] for n in names]),
+    )
+
+
+# ----------------------------------------------------------------------------- synthetic
+# The synthetic sample: class shares of the real Training split (README), so Happy is
+# the largest class and Disgust the rarest; every split is drawn the same way.
+CLASS_SHARES = np.array([3995, 436, 4097, 7215, 4830, 3171, 4965]) / 28709
+SYNTHETIC_SEED = 2013
+# Grey levels of every image before clipping and JPEG, which take the std from 66.5 to
+# about 65: the real data set's mean 129.5 and std 65 (0..255 scale).
+SYNTHETIC_MEAN, SYNTHETIC_STD = 129.5, 66.5
+# Ids that sort differently as text and as numbers ("10" < "9"), in every split. Ids
+# below 9 are never used: tests add members such as Training_1.jpg to the sample.
+FORCED_IDS = (9, 10, 99, 100, 1000)
+# What tells the classes apart: a grating, (direction, period in pixels), per class;
+# "plaid" is both directions, None no grating. Horizontal flips, +-4 px shifts, +-10 deg
+# rotations and +-10% zoom (the trainer's augmentation) keep every class distinguishable.
+CLASS_PATTERNS = {
+    0: ("rows", 12.0),   # angry: horizontal stripes, coarse
+    1: ("cols", 12.0),   # disgust: vertical stripes, coarse
+    2: ("rows", 5.0),    # fear: horizontal stripes, fine
+    3: ("cols", 5.0),    # happy: vertical stripes, fine
+    4: ("plaid", 12.0),  # sad: a coarse plaid
+    5: ("plaid", 5.0),   # surprise: a fine plaid
+    6: (None, 0.0),      # neutral: noise only
+}
+SIGNAL_TO_NOISE = 2.0  # standard deviation of the grating over that of the noise
+
+
+def synthetic_class_counts(size: int) -> list[int]:
+    """Images per class in a synthetic split of about `size` images."""
+    return [max(MIN_PER_CLASS, round(size * share)) for share in CLASS_SHARES]
+
+
+def synthetic_image(label: int, rng: np.random.Generator) -> np.ndarray:
+    """One 48x48 uint8 image of class `label`: its grating (random phase) plus noise,
+    scaled to the data set's mean and standard deviation."""
+    direction, period = CLASS_PATTERNS[label]
+    y, x = np.mgrid[0:48, 0:48].astype(np.float64)
+    wave = np.zeros((48, 48))
+    if direction in ("rows", "plaid"):
+        wave += np.sin(2 * np.pi * y / period + rng.uniform(0, 2 * np.pi))
+    if direction in ("cols", "plaid"):
+        wave += np.sin(2 * np.pi * x / period + rng.uniform(0, 2 * np.pi))
+    if direction is not None:
+        wave *= SIGNAL_TO_NOISE / wave.std()
+    z = wave + rng.normal(size=(48, 48))
+    z = (z - z.mean()) / z.std()
+    return np.clip(np.rint(SYNTHETIC_MEAN + SYNTHETIC_STD * z), 0, 255).astype(np.uint8)
+
+
+def _encode_jpeg(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _synthetic_ids(n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` distinct ids of 1 to 8 digits (log-uniform), FORCED_IDS among them, shuffled."""
+    ids = set(FORCED_IDS)
+    while len(ids) < n:
+        ids.add(int(10 ** rng.uniform(1, 8)))
+    return rng.permutation(np.array(sorted(ids), dtype=np.int64))
+
+
+def synthetic_fer(seed: int = SYNTHETIC_SEED) -> FERSample:
+    """A synthetic FER2013 in the image-folder layout: SAMPLE_SIZES images per split with
+    the real class shares (at least MIN_PER_CLASS of each), learnable from the pixels."""
+    rng = np.random.default_rng(seed)
+    folders = {label: name for name, label in FOLDER_LABELS.items()}
+    names, jpegs = [], []
+    for split, size in SAMPLE_SIZES.items():
+        labels = np.repeat(np.arange(len(FOLDER_LABELS)), synthetic_class_counts(size))
+        labels = rng.permutation(labels)
+        ids = _synthetic_ids(len(labels), rng)
+        root = "train" if split == "Training" else "test"
+        for label, number in zip(labels, ids, strict=True):
+            names.append(f"{root}/{folders[label]}/{split}_{number}.jpg")
+            jpegs.append(_encode_jpeg(synthetic_image(int(label), rng)))
+    return _sample(names, jpegs)
+
+
+# ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
 def fer_zip_path() -> Path:
     """The shared FER2013 zip: ``$FER2013_PATH``, else ``../shared/data/fer2013.zip``."""
     path = Path(os.environ.get("FER2013_PATH") or SHARED_ZIP)
     if not path.exists():
-        pytest.skip(f"FER2013 not available at {path} (set FER2013_PATH)")
+        pytest.skip(f"needs the real FER2013, not available at {path} (set FER2013_PATH)")
     return path
 
 
@@ -129,22 +231,22 @@ def fer_cache_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fer_sample(fer_zip_path) -> FERSample:
-    """~500 real images (300 Training, 100 per test split, every class in each)."""
+def fer_sample() -> FERSample:
+    """A synthetic FER2013 (~300 Training, ~100 per test split), always available."""
+    return synthetic_fer()
+
+
+@pytest.fixture(scope="session")
+def real_fer_sample(fer_zip_path) -> FERSample:
+    """~500 real images (300 Training, 100 per test split, every class in each), read
+    straight from the shared zip with zipfile and PIL: for the few tests about real faces."""
     if not zipfile.is_zipfile(fer_zip_path):
         pytest.skip(f"{fer_zip_path} is not the image-folder zip")
     with zipfile.ZipFile(fer_zip_path) as archive:
         names = [n for n in archive.namelist() if n.endswith(".jpg")]
         picked = _pick(names, np.random.default_rng(0))
-        jpegs = tuple(archive.read(name) for name in picked)
-    images = np.stack([np.asarray(Image.open(io.BytesIO(blob))) for blob in jpegs])
-    return FERSample(
-        names=tuple(picked),
-        jpegs=jpegs,
-        images=images.astype(np.uint8),
-        labels=np.array([FOLDER_LABELS[n.split("/")[-2]] for n in picked], dtype=np.int64),
-        usage=np.array([SPLITS[_sort_key(n)[0]] for n in picked]),
-    )
+        jpegs = [archive.read(name) for name in picked]
+    return _sample(picked, jpegs)
 
 
 @pytest.fixture(scope="session")

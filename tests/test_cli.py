@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -46,20 +47,49 @@ def trained(sample_zip, tmp_path_factory):
     return out
 
 
-def test_train_writes_checkpoint_and_metrics(trained):
-    assert (trained / "checkpoint.pt").is_file()
+def _accuracies(checkpoint, data_path) -> dict[str, tuple[float, float]]:
+    """(plain, flip-TTA) accuracy per split of a checkpoint's best model, computed here."""
+    from fer_lib.data import load_fer2013, train_val_split
+    from fer_lib.evaluate import accuracy, predict_logits
+    from fer_lib.train import load_checkpoint, model_from_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(state)
+    data = load_fer2013(data_path)
+    images, labels = data.split("Training")
+    _, val = train_val_split(labels, state["config"]["val_fraction"],
+                             state["config"]["split_seed"])
+    sets = {"val": (images[val], labels[val]), "public": data.split("PublicTest"),
+            "private": data.split("PrivateTest")}
+    return {name: (accuracy(predict_logits(model, x), y),
+                   accuracy(predict_logits(model, x, tta=True), y))
+            for name, (x, y) in sets.items()}
+
+
+def test_train_writes_checkpoint_and_metrics(trained, sample_zip):
+    from fer_lib.train import load_checkpoint
+
+    state = load_checkpoint(trained / "checkpoint.pt")
+    assert state["config"]["subset"] == 200 and state["config"]["epochs"] == 1
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert metrics["epochs"] == 1
-    for split in ("val", "public", "private"):
-        assert 0 <= metrics[f"{split}_acc"] <= 1
+    assert metrics["epochs"] == 1 and metrics["best_epoch"] == state["best_epoch"] == 1
+    for split, (plain, tta) in _accuracies(trained / "checkpoint.pt", sample_zip).items():
+        assert metrics[f"{split}_acc_notta"] == pytest.approx(plain, abs=1e-12), split
+        assert metrics[f"{split}_acc"] == pytest.approx(tta, abs=1e-12), split
 
 
 def test_evaluate_prints_accuracies(trained, sample_zip, capsys):
     cli.main(["evaluate", str(trained / "checkpoint.pt"), "--data", str(sample_zip)])
     out = capsys.readouterr().out
-    assert "mobilenet_v2" in out
-    for split in ("val", "public", "private"):
-        assert any(line.startswith(split) and "acc" in line for line in out.splitlines())
+    assert out.splitlines()[0].startswith("mobilenet_v2 ")
+    assert "epoch 1" in out and "best val epoch 1" in out
+    printed = {m["split"]: (float(m["plain"]), float(m["tta"])) for m in re.finditer(
+        r"^(?P<split>val|public|private)\s+acc (?P<plain>[0-9.]+)\s+with flip TTA "
+        r"(?P<tta>[0-9.]+)$", out, re.MULTILINE)}
+    want = _accuracies(trained / "checkpoint.pt", sample_zip)
+    assert list(printed) == list(want)
+    for split, (plain, tta) in want.items():
+        assert printed[split] == (round(plain, 4), round(tta, 4)), split
 
 
 def test_reproduce_with_nothing_selected(monkeypatch, capsys):

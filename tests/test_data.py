@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from fer_lib import data
 from fer_lib.data import (
@@ -77,6 +77,46 @@ def test_second_load_of_shared_zip_is_fast(fer_zip_path, fer_cache_dir):
     start = time.perf_counter()
     load_fer2013(fer_zip_path, cache_dir=fer_cache_dir)
     assert time.perf_counter() - start < 2.0
+
+
+def test_real_images_agree_in_every_source_kind(real_fer_sample, tmp_path, cache):
+    """Real JPEGs (not our encoder's) decode as PIL decodes them, from the zip, the folder
+    and the CSV, and a real class-stratified sample passes the statistics check."""
+    sources = (real_fer_sample.write_zip(tmp_path / "real.zip"),
+               real_fer_sample.write_folder(tmp_path / "real"),
+               real_fer_sample.write_csv(tmp_path / "real.csv"))
+    for source in sources:
+        assert_same(load_quietly(source, cache_dir=cache), real_fer_sample)
+
+
+# --------------------------------------------------------------------------- the sample
+
+
+def test_synthetic_sample_is_a_fair_stand_in(fer_sample):
+    """What the other tests rely on: every class in every split, non-contiguous ids of
+    several lengths (so text order is not numeric order), equal statistics in every
+    split, and reference pixels that are the decode of the stored JPEG bytes."""
+    assert len(fer_sample.names) == len(set(fer_sample.names)) == len(fer_sample.labels)
+    for split in SPLITS:
+        mask = fer_sample.usage == split
+        assert np.bincount(fer_sample.labels[mask], minlength=7).min() >= 3, split
+        names = [n for n, m in zip(fer_sample.names, mask, strict=True) if m]
+        ids = [int(n.rsplit("_", 1)[1].split(".")[0]) for n in names]
+        assert ids == sorted(ids)  # canonical order: by numeric id within a split
+        assert np.diff(ids).max() > 1 and {9, 10} <= set(ids)
+        assert len({len(str(i)) for i in ids}) >= 4
+        assert sorted(ids, key=str) != ids
+        images = fer_sample.images[mask].astype(np.float64)
+        assert images.mean() == pytest.approx(129.5, abs=2)
+        assert images.std() == pytest.approx(65, abs=2)
+    # Splits are blocks in SPLITS order, and the zip's (path) order is not canonical.
+    assert list(dict.fromkeys(fer_sample.usage)) == list(SPLITS)
+    assert sorted(fer_sample.names) != list(fer_sample.names)
+    for i in (0, len(fer_sample.names) // 2, -1):
+        decoded = np.asarray(Image.open(io.BytesIO(fer_sample.jpegs[i])))
+        np.testing.assert_array_equal(decoded, fer_sample.images[i])
+    assert (fer_sample.labels == np.array(
+        [data.FOLDER_LABELS[n.split("/")[-2]] for n in fer_sample.names])).all()
 
 
 # --------------------------------------------------------------------------- sources
@@ -431,19 +471,28 @@ def _equalize(images: np.ndarray) -> np.ndarray:
     return np.stack([np.asarray(ImageOps.equalize(Image.fromarray(im))) for im in images])
 
 
-def test_no_statistics_warning_on_real_sample(sample_zip, cache):
+def _blur(images: np.ndarray) -> np.ndarray:
+    return np.stack([np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(1)))
+                     for im in images])
+
+
+def test_no_statistics_warning_on_a_clean_sample(sample_zip, cache):
     load_quietly(sample_zip, cache_dir=cache)
 
 
-def test_statistics_warning_on_equalized_training(fer_sample, tmp_path, cache):
+@pytest.mark.parametrize("tamper", [_equalize, _blur], ids=["equalized", "blurred"])
+def test_statistics_warning_on_tampered_training(fer_sample, tmp_path, cache, tamper):
     lines = fer_sample.csv_lines()
     training = fer_sample.usage == "Training"
-    stretched = _equalize(fer_sample.images[training])
-    for i, image in zip(np.flatnonzero(training), stretched, strict=True):
+    tampered = tamper(fer_sample.images[training])
+    # The tampering is of the size the check is for (README: std ~78 or ~52, not ~65).
+    assert abs(tampered.std() - fer_sample.images[training].std()) > 8
+    for i, image in zip(np.flatnonzero(training), tampered, strict=True):
         lines[i] = f"{fer_sample.labels[i]},{_pixels(image.ravel())},Training"
     path = fer_sample.write_csv(tmp_path / "tampered.csv", lines)
     with pytest.warns(FER2013Warning, match="disagree in pixel statistics"):
-        load_fer2013(path, cache_dir=cache)
+        fer = load_fer2013(path, cache_dir=cache)
+    np.testing.assert_array_equal(fer.split("Training")[0], tampered)  # loaded, not refused
 
 
 def test_statistics_check_skips_small_splits(fer_sample):

@@ -13,11 +13,25 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def _kd_by_hand(s: np.ndarray, t: np.ndarray, y: np.ndarray, T: float, alpha: float) -> float:
+def _smoothed_targets(y: np.ndarray, smoothing: float, k: int = 7) -> np.ndarray:
+    """Label smoothing: 1 - eps on the label, eps spread evenly over all k classes."""
+    return (1 - smoothing) * np.eye(k)[y] + smoothing / k
+
+
+def _kd_by_hand(s: np.ndarray, t: np.ndarray, y: np.ndarray, T: float, alpha: float,
+                smoothing: float = 0.0) -> float:
     log_p_s, log_p_t = _log_softmax(s / T), _log_softmax(t / T)
     kl = (np.exp(log_p_t) * (log_p_t - log_p_s)).sum(axis=1).mean()
-    ce = -_log_softmax(s)[np.arange(len(y)), y].mean()
+    ce = -(_smoothed_targets(y, smoothing) * _log_softmax(s)).sum(axis=1).mean()
     return alpha * T**2 * kl + (1 - alpha) * ce
+
+
+def _kd_gradient_by_hand(s: np.ndarray, t: np.ndarray, y: np.ndarray, T: float, alpha: float,
+                         smoothing: float) -> np.ndarray:
+    """d loss / d student logits: alpha T (p_s^T - p_t^T) / B + (1 - alpha) (p_s - q) / B."""
+    soft = np.exp(_log_softmax(s / T)) - np.exp(_log_softmax(t / T))
+    hard = np.exp(_log_softmax(s)) - _smoothed_targets(y, smoothing)
+    return (alpha * T * soft + (1 - alpha) * hard) / len(y)
 
 
 @pytest.fixture
@@ -38,6 +52,20 @@ def test_kd_loss_matches_a_hand_computation(logits, T, alpha):
     s, t, y = logits
     got = kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), temperature=T, alpha=alpha)
     assert got.item() == pytest.approx(_kd_by_hand(s, t, y, T, alpha), rel=1e-5)
+
+
+@pytest.mark.parametrize("T, alpha, smoothing", [(4.0, 0.9, 0.1), (2.0, 0.5, 0.2),
+                                                (1.0, 0.0, 0.1), (3.0, 1.0, 0.3)])
+def test_kd_loss_value_and_gradient_with_label_smoothing(logits, T, alpha, smoothing):
+    s, t, y = logits
+    student = torch.tensor(s, requires_grad=True)
+    loss = kd_loss(student, torch.tensor(t), torch.tensor(y), temperature=T, alpha=alpha,
+                   label_smoothing=smoothing)
+    assert loss.item() == pytest.approx(_kd_by_hand(s, t, y, T, alpha, smoothing), rel=1e-5)
+    loss.backward()
+    np.testing.assert_allclose(student.grad.numpy(),
+                               _kd_gradient_by_hand(s, t, y, T, alpha, smoothing),
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_kd_loss_soft_term_scales_with_temperature_squared(logits):

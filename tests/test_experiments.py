@@ -1,7 +1,7 @@
 """load_or_train: hit, miss and stale results; the teacher -> ensemble -> student -> slim chain.
 
-Runs a miniature catalogue (one-epoch runs on a few hundred real images) in a tmp folder,
-so it exercises exactly the code `fer reproduce` uses on the GPU.
+Runs a miniature catalogue (one-epoch runs on the few hundred synthetic images of
+conftest) in a tmp folder, so it exercises exactly the code `fer reproduce` uses on the GPU.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from fer_lib import experiments as ex
-from fer_lib.evaluate import accuracy
-from fer_lib.train import TrainConfig
+from fer_lib.evaluate import accuracy, predict_logits, to_input
+from fer_lib.quantize import load_model, quantized_copy
+from fer_lib.train import TrainConfig, load_checkpoint, model_from_checkpoint
 
 TINY = dict(epochs=1, batch_size=64, lr=0.05, warmup_epochs=0.1, channels_last=False)
 
@@ -22,8 +24,10 @@ TINY = dict(epochs=1, batch_size=64, lr=0.05, warmup_epochs=0.1, channels_last=F
 def mini_catalogue() -> dict[str, ex.Experiment]:
     small = dict(family="mobilenet_v2", model_args={"width": 0.15})
     exps = [
+        # batch 16: enough steps in one epoch for its logits to tell images apart
         ex.Experiment("t-a", "teacher",
-                      TrainConfig(family="cnn", model_args={"width": 0.05}, **TINY),
+                      TrainConfig(family="cnn", model_args={"width": 0.05},
+                                  **dict(TINY, batch_size=16)),
                       keep_logits=True),
         ex.Experiment("t-b", "teacher", TrainConfig(family="mobilenet_v1",
                                                     model_args={"width": 0.05}, seed=1, **TINY),
@@ -128,11 +132,75 @@ def test_summary_agrees_with_per_run_files(mini):
         assert row.bytes == result.metrics["bytes"][row.precision]
 
 
+def _best_model(results, exp: ex.Experiment):
+    """The exact (fp32) model a run selected, from its checkpoint in the runs folder."""
+    state = load_checkpoint(results.parent / "runs" / exp.folder / "checkpoint.pt")
+    return model_from_checkpoint(state)
+
+
+def test_teacher_caches_hold_each_training_row_and_its_mirror(mini, small_fer):
+    catalogue, results = mini
+    images, _ = small_fer.split("Training")
+    x = to_input(torch.as_tensor(images))
+    for name in ("t-a", "t-b"):
+        cache = np.load(results.parent / "runs" / catalogue[name].folder / "train_logits.npy")
+        assert cache.shape == (len(images), 2, 7)  # every Training row, val rows included
+        model = _best_model(results, catalogue[name])
+        with torch.no_grad():
+            plain, mirror = model(x).numpy(), model(torch.flip(x, dims=[-1])).numpy()
+        # float16 copies of the logits: row r is image r, [:, 1] its mirror image
+        np.testing.assert_allclose(cache[:, 0], plain, rtol=2e-3, atol=1e-5)
+        np.testing.assert_allclose(cache[:, 1], mirror, rtol=2e-3, atol=1e-5)
+        if name == "t-a":  # rows and views differ far beyond that tolerance, so a
+            tolerance = 2e-3 * np.abs(plain).mean() + 1e-5  # misaligned cache would fail
+            assert np.abs(np.diff(plain, axis=0)).mean() > 10 * tolerance
+            assert np.abs(plain - mirror).mean() > 10 * tolerance
+
+
 def test_student_distils_from_the_ensemble_cache(mini):
     catalogue, results = mini
+    runs = results.parent / "runs"
+    teachers = [np.load(runs / catalogue[m].folder / "train_logits.npy").astype(np.float32)
+                for m in catalogue["ens"].members]
     ens = ex.find_result(catalogue["ens"], results)
     with np.load(ens.path / "train_logits.npz") as z:
-        assert z["logits"].shape[1:] == (2, 7)
+        stored = z["logits"].astype(np.float32)
+    # The ensemble's targets: the log of the teachers' mean probabilities, row by row.
+    mean_probs = np.mean([np.exp(t - t.max(-1, keepdims=True))
+                          / np.exp(t - t.max(-1, keepdims=True)).sum(-1, keepdims=True)
+                          for t in teachers], axis=0)
+    np.testing.assert_allclose(np.exp(stored), mean_probs, atol=2e-3)
+    # ... which is what the student's cached teacher hands out, for the rows asked.
+    teacher = ex._teacher_for(catalogue["stu"], results)
+    np.testing.assert_array_equal(teacher.logits.numpy(), stored)
+    rows, flipped = torch.tensor([0, 7, len(stored) - 1]), torch.tensor([False, True, True])
+    np.testing.assert_array_equal(teacher(torch.zeros(3, 1, 48, 48), rows, flipped).numpy(),
+                                  stored[[0, 7, len(stored) - 1], [0, 1, 1]])
+
+
+@pytest.mark.parametrize("name", ["stu", "cut"])
+def test_int8_export_reloads_to_the_stored_accuracy(mini, small_fer, name):
+    catalogue, results = mini
+    exp = catalogue[name]
+    result = ex.find_result(exp, results)
+    path = results.parent / "runs" / exp.folder / "model-int8.npz"
+    assert result.metrics["bytes"]["int8"] == path.stat().st_size
+    loaded = load_model(path)
+    sets = {"val": ex._val_of(small_fer, exp.train), "public": small_fer.split("PublicTest"),
+            "private": small_fer.split("PrivateTest")}
+    for split, (images, labels) in sets.items():
+        acc = accuracy(predict_logits(loaded, images, tta=True), labels)
+        assert acc == result.metrics["acc_by_precision"]["int8"][split], split
+    if name == "stu":  # a trained run: its checkpoint holds the exact model that was exported
+        model = _best_model(results, exp)
+        images = sets["public"][0]
+        reloaded = predict_logits(loaded, images)
+        np.testing.assert_allclose(reloaded, predict_logits(quantized_copy(model, "int8"), images),
+                                   rtol=1e-5, atol=1e-5)
+        full = predict_logits(model, images)
+        scale = np.abs(full).max()
+        assert np.abs(reloaded - full).max() < 0.02 * scale  # int8 is close to fp32
+        assert (reloaded.argmax(1) == full.argmax(1)).mean() > 0.9
 
 
 def test_slimmed_model_is_smaller_and_rebuilds(mini):

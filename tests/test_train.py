@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import fer_lib.train as train_mod
+from fer_lib.data import stratified_subset, train_val_split
 from fer_lib.distill import CachedTeacher
-from fer_lib.evaluate import predict_logits
+from fer_lib.evaluate import accuracy, predict_logits, to_input
 from fer_lib.models import count_params
 from fer_lib.train import (
     AUGMENT_DRAWS,
@@ -28,7 +29,7 @@ from fer_lib.train import (
     train,
 )
 
-# A run of a few seconds on 2 CPU cores: ~4k parameters, 270 training images.
+# A run of a few seconds on 2 CPU cores: ~4k parameters, ~270 training images.
 TINY = TrainConfig(family="mobilenet_v1", model_args={"width": 0.1}, epochs=3, batch_size=64,
                    lr=0.05, warmup_epochs=0.2, channels_last=False)
 NO_GEOMETRY = dict(rotate=0.0, scale=0.0, shift=0.0, erase=0.0)
@@ -175,11 +176,20 @@ def test_smoke_training_learns(small_fer):
     result = train(cfg, small_fer, device="cpu", quiet=True)
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < losses[0]
-    # four epochs on 270 images: better than guessing uniformly, not yet much more
-    assert result.metrics["val_acc"] > 1 / 7
+    for split, usage in (("public", "PublicTest"), ("private", "PrivateTest")):
+        np.testing.assert_array_equal(result.labels[split], small_fer.split(usage)[1])
     for split in ("val", "public", "private"):
         assert result.logits[split].shape == (len(result.labels[split]), 7)
-        assert 0 <= result.metrics[f"{split}_acc"] <= 1
+        assert result.metrics[f"{split}_acc"] == accuracy(result.logits[split],
+                                                          result.labels[split])
+    # The synthetic classes differ in their gratings (conftest): four epochs on ~270 images
+    # learn them well beyond always answering the largest class (Happy, a quarter).
+    test_labels = np.concatenate([result.labels["public"], result.labels["private"]])
+    majority = np.bincount(test_labels).max() / len(test_labels)
+    test_acc = accuracy(np.concatenate([result.logits["public"], result.logits["private"]]),
+                        test_labels)
+    assert majority < 0.3 and test_acc > 2 * majority
+    assert result.metrics["val_acc"] > 2 * majority
 
 
 def test_same_seed_same_run(small_fer, tiny_run):
@@ -231,7 +241,66 @@ def test_checkpoint_describes_itself(tiny_run):
         assert key in state
     assert {"generator", "torch"} <= set(state["rng"])
     assert {"fer_lib", "torch", "numpy", "python"} <= set(state["versions"])
-    assert state["best_epoch"] == result.metrics["best_epoch"]
+    assert state["history"] == result.history
+
+
+def test_the_best_validation_epoch_is_kept(small_fer, tiny_run):
+    result, out = tiny_run
+    state = load_checkpoint(out / "checkpoint.pt")
+    val = [h["val_acc"] for h in result.history]
+    assert [h["epoch"] for h in result.history] == list(range(1, TINY.epochs + 1))
+    assert result.metrics["best_epoch"] == state["best_epoch"] == 1 + int(np.argmax(val))
+    assert state["best_val_acc"] == max(val)
+    # The returned model is the best epoch's, so it scores that epoch's val accuracy.
+    assert result.metrics["val_acc_notta"] == max(val)
+    images, _ = small_fer.split("PublicTest")
+    best = predict_logits(model_from_checkpoint(state, "best"), images)
+    np.testing.assert_allclose(predict_logits(result.model, images), best, rtol=1e-5, atol=1e-5)
+    if state["best_epoch"] != TINY.epochs:  # then the last weights are another model
+        last = predict_logits(model_from_checkpoint(state, "last"), images)
+        assert np.abs(last - best).max() > 1e-3
+
+
+def _lrs(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:
+    """The learning rate of every optimiser step of a run (before its scheduler step)."""
+    model = torch.nn.Linear(2, 2)
+    opt = train_mod.make_optimizer(model, cfg)
+    sched = train_mod.make_scheduler(opt, cfg, steps_per_epoch)
+    lrs = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(lrs)
+
+
+@pytest.mark.parametrize("warmup_epochs", [0.2, 2.0])
+def test_lr_schedule_warms_up_linearly_then_decays_to_zero(warmup_epochs):
+    cfg = TrainConfig(epochs=10, lr=0.2, warmup_epochs=warmup_epochs)
+    steps = 7
+    lrs = _lrs(cfg, steps)
+    warmup = max(1, int(warmup_epochs * steps))
+    np.testing.assert_allclose(lrs[:warmup], 0.2 * np.arange(1, warmup + 1) / warmup)
+    assert lrs.max() == pytest.approx(0.2) and lrs[warmup] == pytest.approx(0.2)
+    decay = lrs[warmup:]
+    assert np.all(np.diff(decay) < 0)  # strictly down after the warm-up
+    assert decay[-1] < 0.01 * 0.2  # ~0 at the end
+    # Cosine, not linear: half the peak halfway through the decay, slow at both ends.
+    assert decay[len(decay) // 2] == pytest.approx(0.1, rel=0.05)
+    assert decay[0] - decay[1] < decay[len(decay) // 2] - decay[len(decay) // 2 + 1]
+    assert decay[-2] - decay[-1] < decay[len(decay) // 2] - decay[len(decay) // 2 + 1]
+
+
+def test_history_records_the_schedule(small_fer, tiny_run):
+    result, _ = tiny_run
+    train_rows, _ = train_val_split(small_fer.split("Training")[1])
+    steps = -(-len(train_rows) // TINY.batch_size)
+    lrs = _lrs(TINY, steps)
+    after_each_epoch = [lrs[(e + 1) * steps] if (e + 1) * steps < len(lrs) else None
+                        for e in range(TINY.epochs)]
+    recorded = [h["lr"] for h in result.history]
+    np.testing.assert_allclose(recorded[:-1], after_each_epoch[:-1])
+    assert recorded[-1] < 0.01 * TINY.lr
 
 
 def test_model_from_checkpoint_predicts_the_same(small_fer, tiny_run):
@@ -261,18 +330,66 @@ def test_foreign_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_distillation_from_a_cached_teacher(small_fer):
-    n_train = len(small_fer.split("Training")[1])
-    teacher = CachedTeacher(np.random.default_rng(0).normal(size=(n_train, 2, 7)))
+def test_cached_teacher_rows_are_the_training_rows(small_fer, monkeypatch):
+    """The trainer asks a cached teacher for the Training-split rows (and the flips) of
+    the images it trains on, also when it trains on a subset of them."""
+    images, labels = small_fer.split("Training")
+    # Row r, view f, class c of the cache holds 100 r + 10 f + c: every entry is unique.
+    known = (100 * np.arange(len(labels))[:, None, None] + 10 * np.arange(2)[None, :, None]
+             + np.arange(7)[None, None, :]).astype(np.float32)
+    calls = []
+
+    class Recording(CachedTeacher):
+        def __call__(self, x, index, flipped):
+            out = super().__call__(x, index, flipped)
+            calls.append({"x": x.clone(), "rows": index.clone(), "flipped": flipped.clone(),
+                          "out": out.clone()})
+            return out
+
+    real_kd = train_mod.kd_loss
+
+    def recording_kd(student, teacher, targets, *args, **kwargs):
+        calls[-1].update(teacher=teacher.detach().clone(), targets=targets.clone())
+        return real_kd(student, teacher, targets, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "kd_loss", recording_kd)
+    cfg = dataclasses.replace(TINY, epochs=1, subset=100, **NO_GEOMETRY)
+    train(cfg, small_fer, device="cpu", teacher=Recording(known), quiet=True)
+
+    train_rows, _ = train_val_split(labels, cfg.val_fraction, cfg.split_seed)
+    expected_rows = train_rows[stratified_subset(labels[train_rows], 100, cfg.seed)]
+    seen = torch.cat([c["rows"] for c in calls]).numpy()
+    assert sorted(seen) == sorted(expected_rows)  # each subset row once, nothing else
+    flips = torch.cat([c["flipped"] for c in calls]).numpy()
+    assert 0 < flips.mean() < 1
+    for c in calls:
+        rows, flipped = c["rows"].numpy(), c["flipped"].numpy()
+        np.testing.assert_array_equal(c["out"].numpy(), known[rows, flipped.astype(int)])
+        np.testing.assert_array_equal(c["teacher"].numpy(), c["out"].numpy())  # what KD got
+        np.testing.assert_array_equal(c["targets"].numpy(), labels[rows])
+        # and the batch is those rows' images, mirrored where the teacher was told so
+        want = to_input(torch.as_tensor(images[rows])[:, None])
+        want = torch.where(c["flipped"].view(-1, 1, 1, 1), torch.flip(want, dims=[-1]), want)
+        torch.testing.assert_close(c["x"], want, atol=1e-4, rtol=1e-4)
+
+
+def test_network_slimming_penalty_enters_the_loss(small_fer, monkeypatch):
     cfg = dataclasses.replace(TINY, epochs=1)
-    result = train(cfg, small_fer, device="cpu", teacher=teacher, quiet=True)
-    assert np.isfinite(result.history[0]["loss"])
+    plain = train(cfg, small_fer, device="cpu", quiet=True)
+    # A constant penalty leaves the gradients alone: the loss moves by exactly bn_l1 * c.
+    monkeypatch.setattr(train_mod, "bn_l1_penalty", lambda model: torch.tensor(3.0))
+    shifted = train(dataclasses.replace(cfg, bn_l1=0.5), small_fer, device="cpu", quiet=True)
+    assert shifted.history[0]["loss"] == pytest.approx(plain.history[0]["loss"] + 1.5, rel=1e-5)
+    assert shifted.history[0]["val_acc"] == plain.history[0]["val_acc"]
+    monkeypatch.undo()
+    # The real penalty pulls the BatchNorm gammas towards zero.
+    sparse = train(dataclasses.replace(cfg, bn_l1=0.05), small_fer, device="cpu", quiet=True)
 
+    def gammas(model):
+        return torch.cat([m.weight.detach().abs().flatten() for m in model.modules()
+                          if isinstance(m, torch.nn.BatchNorm2d)])
 
-def test_network_slimming_penalty_runs(small_fer):
-    cfg = dataclasses.replace(TINY, epochs=1, bn_l1=1e-3)
-    result = train(cfg, small_fer, device="cpu", quiet=True)
-    assert np.isfinite(result.history[0]["loss"])
+    assert gammas(sparse.model).sum() < gammas(plain.model).sum() - 0.01 * len(gammas(plain.model))
 
 
 def test_affine_grid_matches_torch():
