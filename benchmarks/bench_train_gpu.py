@@ -18,7 +18,7 @@ from fer_lib.train import (
     TrainConfig,
     make_optimizer,
     make_scheduler,
-    prepare_splits,
+    prepare_data,
     train_one_epoch,
 )
 
@@ -37,10 +37,10 @@ def epoch_seconds(cfg: TrainConfig, data, device: torch.device) -> tuple[float, 
 
     gen = torch.Generator().manual_seed(0)
     model = build(cfg.family, **cfg.model_args).to(device).to(memory_format=torch.channels_last)
-    splits = prepare_splits(data, cfg, device)
+    splits = prepare_data(data, cfg, device)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, math.ceil(len(splits.train_y) / cfg.batch_size))
-    warm = prepare_splits(data, TrainConfig(**{**cfg.__dict__, "subset": 2048}), device)
+    warm = prepare_data(data, TrainConfig(**{**cfg.__dict__, "subset": 2048}), device)
     train_one_epoch(model, warm, cfg, opt, sched, gen, None, torch.channels_last)
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -23,7 +23,7 @@ from fer_lib.train import (
     augment,
     make_optimizer,
     make_scheduler,
-    prepare_splits,
+    prepare_data,
 )
 
 MODELS = {"student": dict(family="mobilenet_v2", model_args={"width": 0.3824}),
@@ -39,7 +39,7 @@ def make_step(cfg: TrainConfig, data, device):
     model = build(cfg.family, **cfg.model_args).to(device)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    splits = prepare_splits(data, cfg, device)
+    splits = prepare_data(data, cfg, device)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, 100)
     u = torch.rand(cfg.batch_size, AUGMENT_DRAWS, device=device)

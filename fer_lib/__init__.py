@@ -1,7 +1,8 @@
 """fer_lib: model compression on FER2013, the library behind the HW8 teaching book.
 
 Data flows one way: data -> models/train (+distill/prune) -> quantize/evaluate ->
-experiments -> results/ -> plots -> book. Lower modules never import higher ones.
+catalogue/store/experiments -> results/ -> plots -> book. Lower modules never import
+higher ones (tests/test_codebase.py checks it).
 """
 
 __version__ = "0.1.0"

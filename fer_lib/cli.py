@@ -2,8 +2,9 @@
 
     fer summary MODEL [--width W]          per-layer table, params, FLOPs
     fer train CONFIG [--epochs N] ...      train a preset or a .json/.yaml config
-    fer evaluate CHECKPOINT                accuracies of a checkpoint on val/public/private
+    fer evaluate TARGET                    accuracies of a checkpoint, stored run or export
     fer reproduce [--only PATTERN] ...     run every missing experiment of the catalogue
+    fer rescore [--only PATTERN]           re-score stored runs in float32 (weights kept)
     fer data-summary [--write]             class counts and pixel statistics of FER2013
 
 Errors print one line naming the file or argument at fault (`--debug` for a traceback).
@@ -22,14 +23,16 @@ from pathlib import Path
 
 from .data import ACCEPTED_FORMS, FER2013Error
 
+PUBLIC_COMMANDS = ("summary", "train", "evaluate", "reproduce", "rescore", "data-summary")
+
 
 def cmd_summary(args) -> None:
+    import pandas as pd
+
     from .models import build, count_flops, count_params, summary
 
     hparams = {"width": args.width} if args.width is not None else {}
     model = build(args.model, **hparams)
-    import pandas as pd
-
     with pd.option_context("display.max_rows", None, "display.width", 120):
         print(summary(model, depth=args.depth).to_string(index=False))
     print(f"\n{args.model} {hparams or '(defaults)'}: {count_params(model):,} parameters, "
@@ -37,43 +40,106 @@ def cmd_summary(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .data import load_fer2013
+    from .data import evaluation_sets, load_fer2013
+    from .evaluate import score
     from .train import load_config, train
 
     cfg = load_config(args.config, epochs=args.epochs, subset=args.subset, seed=args.seed)
-    data = load_fer2013(args.data)
     out = Path(args.out or Path("runs") / f"train-{Path(str(args.config)).stem}")
+    if (out / "checkpoint.pt").exists() and not (args.resume or args.force):
+        raise FileExistsError(f"{out / 'checkpoint.pt'} exists: pass --resume to continue it "
+                              "or --force to start over and overwrite it")
+    data = load_fer2013(args.data)
     result = train(cfg, data, device=args.device, out_dir=out, resume=args.resume,
                    quiet=args.quiet)
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1) + "\n")
-    print(json.dumps(result.metrics, indent=1))
+    scores = score(result.model, evaluation_sets(data, cfg.val_fraction, cfg.split_seed),
+                   device=args.device or "cpu")
+    metrics = dict(result.metrics)
+    for name, acc in scores.accuracy["fp32"].items():
+        metrics[f"{name}_acc"], metrics[f"{name}_acc_notta"] = acc, scores.plain[name]
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    print(json.dumps(metrics, indent=1))
     print(f"checkpoint and metrics in {out}")
 
 
-def cmd_evaluate(args) -> None:
-    from .data import load_fer2013, train_val_split
-    from .evaluate import accuracy, predict_logits
-    from .train import load_checkpoint, model_from_checkpoint
+def _model_to_evaluate(target: str, precision: str | None):
+    """(model, (val_fraction, split_seed), precisions, description) for a TARGET."""
+    from . import catalogue
+    from .data import SPLIT_SEED, VAL_FRACTION
+    from .quantize import PRECISIONS, load_model
+    from .store import load_result, result_at
 
-    state = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(state)
+    path = Path(target)
+    if path.suffix == ".pt":
+        from .train import load_checkpoint, model_from_checkpoint
+
+        state = load_checkpoint(path)
+        split = (state["config"]["val_fraction"], state["config"]["split_seed"])
+        return (model_from_checkpoint(state), split, (precision,) if precision else PRECISIONS,
+                f"{path}: {state['family']} {state['hparams']}, epoch {state['epoch']}, "
+                f"best val epoch {state['best_epoch']}")
+    if path.suffix == ".npz" and path.is_file():
+        return (load_model(path), (VAL_FRACTION, SPLIT_SEED), ("fp32",),
+                f"{path}: exported model, weights as stored in the file")
+    if path.is_dir():
+        result = result_at(path)
+    elif target in catalogue.experiments():
+        result = load_result(target)
+    else:
+        raise FileNotFoundError(f"{target}: not a checkpoint (.pt), an exported model (.npz), "
+                                "a result folder or a catalogue run name")
+    exp = result.experiment
+    return (result.model() if result.has_weights() else result,
+            (exp.train.val_fraction, exp.train.split_seed),
+            (precision,) if precision else PRECISIONS,
+            f"{exp.name} ({result.path}), reported at {exp.precision}")
+
+
+def _evaluate_stored_outputs(result, sets: dict) -> None:
+    """A run without committed weights: score its stored outputs against the labels."""
+    from .evaluate import accuracy
+
+    outputs = result.logits()
+    accs = {}
+    for name, (_, labels) in sets.items():
+        out = outputs[name]
+        accs[name] = accuracy(out, labels) if out.ndim == 2 else float((out == labels).mean())
+    exp = result.experiment
+    print(f"{exp.name} ({result.path}): no weights committed; its stored "
+          f"{'logits' if exp.keep_logits else 'predictions'} scored against the labels "
+          f"(measured as: {result.metrics.get('scoring', 'unknown')})")
+    print(f"{'precision':14s} {'val':>7s} {'public':>7s} {'private':>7s}")
+    # The stored outputs are the float32 model's (flip TTA): its other precisions' scores
+    # are in metrics.json, and cannot be recomputed without the weights.
+    print(f"{'fp32':14s} {accs['val']:7.4f} {accs['public']:7.4f} {accs['private']:7.4f}")
+
+
+def cmd_evaluate(args) -> None:
+    from .data import evaluation_sets, load_fer2013
+    from .evaluate import score
+    from .store import Result
+
+    model, split, precisions, described = _model_to_evaluate(args.target, args.precision)
+    if "fp32" not in precisions:
+        precisions = ("fp32", *precisions)
     data = load_fer2013(args.data)
-    images, labels = data.split("Training")
-    cfg = state["config"]
-    _, val = train_val_split(labels, cfg["val_fraction"], cfg["split_seed"])
-    sets = {"val": (images[val], labels[val]), "public": data.split("PublicTest"),
-            "private": data.split("PrivateTest")}
-    print(f"{state['family']} {state['hparams']}, epoch {state['epoch']}, "
-          f"best val epoch {state['best_epoch']}")
-    for name, (x, y) in sets.items():
-        plain = accuracy(predict_logits(model, x, device=args.device), y)
-        tta = accuracy(predict_logits(model, x, tta=True, device=args.device), y)
-        print(f"{name:8s} acc {plain:.4f}   with flip TTA {tta:.4f}")
+    if isinstance(model, Result):
+        _evaluate_stored_outputs(model, evaluation_sets(data, *split))
+        return
+    scores = score(model, evaluation_sets(data, *split), precisions, device=args.device)
+    print(described)
+    print("accuracy with flip TTA (float32 arithmetic; weights at each precision)")
+    print(f"{'precision':14s} {'val':>7s} {'public':>7s} {'private':>7s}")
+    for precision, accs in scores.accuracy.items():
+        print(f"{precision:14s} {accs['val']:7.4f} {accs['public']:7.4f} {accs['private']:7.4f}")
+    plain = scores.plain
+    print(f"{'fp32, no TTA':14s} {plain['val']:7.4f} {plain['public']:7.4f} "
+          f"{plain['private']:7.4f}")
 
 
 def cmd_data_summary(args) -> None:
     from .data import data_summary, load_fer2013
-    from .experiments import write_data_summary
+    from .store import write_data_summary
 
     data = load_fer2013(args.data)
     if args.write:
@@ -84,22 +150,36 @@ def cmd_data_summary(args) -> None:
 
 def cmd_run(args) -> None:
     """Run one catalogue experiment in this process (what `reproduce` spawns)."""
+    from . import catalogue
     from .data import load_fer2013
-    from .experiments import CATALOGUE, load_or_train
+    from .experiments import load_or_train
 
-    result = load_or_train(CATALOGUE[args.name], load_fer2013(args.data), device=args.device,
-                           quiet=args.quiet)
+    result = load_or_train(catalogue.get(args.name), load_fer2013(args.data),
+                           device=args.device, quiet=args.quiet, rerun=args.rerun)
     m = result.metrics
     print(f"{args.name}: val {m['val_acc']:.4f} public {m['public_acc']:.4f} "
           f"private {m['private_acc']:.4f}")
 
 
-def cmd_reproduce(args) -> None:
-    from .experiments import CATALOGUE, find_result, summary_rows, write_summary
+def _selected(only: str | None) -> list[str]:
+    from . import catalogue
 
-    wanted = [n for n in CATALOGUE if not args.only
-              or any(fnmatch.fnmatch(n, p) for p in args.only.split(","))]
-    todo = [n for n in wanted if find_result(CATALOGUE[n]) is None]
+    names = list(catalogue.experiments())
+    if not only:
+        return names
+    patterns = only.split(",")
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatch(n, p) for n in names)]
+    if unmatched:
+        raise ValueError(f"--only: no catalogue run matches {', '.join(unmatched)}")
+    return [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
+
+
+def cmd_reproduce(args) -> None:
+    from . import catalogue
+    from .store import find_result, summary_rows, write_summary
+
+    wanted = _selected(args.only)
+    todo = [n for n in wanted if args.rerun or find_result(catalogue.get(n)) is None]
     print(f"{len(wanted)} experiments selected, {len(todo)} to run, {args.jobs} at a time")
     failed = run_jobs(todo, args)
     write_summary()
@@ -110,27 +190,44 @@ def cmd_reproduce(args) -> None:
         print(f"{r['run']:34s} {r['params']:9,d} {r['bytes']:9,d} {r['precision']:>5s} "
               f"{r['val_acc']:6.3f} {r['public_acc']:6.3f} {r['private_acc']:7.3f}")
     if failed:
-        sys.exit(f"failed: {', '.join(failed)} (logs in runs/<name>.log)")
+        raise RuntimeError(f"failed: {', '.join(failed)} (logs in runs/<name>.log)")
+
+
+def cmd_rescore(args) -> None:
+    from . import catalogue
+    from .data import load_fer2013
+    from .experiments import rescore
+    from .store import find_result, write_summary
+
+    data = load_fer2013(args.data)
+    for name in _selected(args.only):
+        if find_result(catalogue.get(name)) is not None:
+            print(f"{name}: {rescore(catalogue.get(name), data, device=args.device)}",
+                  flush=True)
+    print(f"wrote {write_summary()}")
 
 
 def run_jobs(todo: list[str], args) -> list[str]:
     """Run experiments as subprocesses, `args.jobs` at a time, each after what it needs."""
-    from .experiments import CATALOGUE, RUNS_DIR
+    from . import catalogue, paths
 
-    RUNS_DIR.mkdir(exist_ok=True)
+    runs = paths.runs_dir()
+    runs.mkdir(parents=True, exist_ok=True)
     pending, running, failed, done = list(todo), {}, [], set()
     while pending or running:
         for name in list(pending):
-            blocked = [n for n in CATALOGUE[name].needs if n in pending or n in running]
-            if any(n in failed for n in CATALOGUE[name].needs):
+            needs = catalogue.get(name).needs
+            blocked = [n for n in needs if n in pending or n in running]
+            if any(n in failed for n in needs):
                 pending.remove(name)
                 failed.append(name)
             elif not blocked and len(running) < args.jobs:
                 pending.remove(name)
-                log = open(RUNS_DIR / f"{name}.log", "w")
+                log = open(runs / f"{name}.log", "w")
                 cmd = [sys.executable, "-m", "fer_lib.cli", "run", name, "--quiet"]
                 cmd += ["--device", args.device] if args.device else []
                 cmd += ["--data", args.data] if args.data else []
+                cmd += ["--rerun"] if args.rerun else []
                 running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                                   env=dict(os.environ)), log, time.time())
                 print(f"[start] {name}", flush=True)
@@ -140,7 +237,7 @@ def run_jobs(todo: list[str], args) -> list[str]:
                 del running[name]
                 ok = proc.returncode == 0
                 (done.add if ok else failed.append)(name)
-                tail = (RUNS_DIR / f"{name}.log").read_text().strip().splitlines()[-1:]
+                tail = (runs / f"{name}.log").read_text().strip().splitlines()[-1:]
                 print(f"[{'done' if ok else 'FAIL'}] {name} ({time.time() - t0:.0f} s) "
                       f"{tail[0] if tail else ''}", flush=True)
         time.sleep(0.5)
@@ -150,9 +247,21 @@ def run_jobs(todo: list[str], args) -> list[str]:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    data_help = "FER2013 zip/folder/csv (default: $FER2013_PATH, then data/)"
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    # The metavar lists the public commands only: `run` is reproduce's internal worker.
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{" + ",".join(PUBLIC_COMMANDS) + "}")
+    _add_model_commands(sub)
+    _add_catalogue_commands(sub)
+    return parser
 
+
+DATA_HELP = "FER2013 zip/folder/csv (default: $FER2013_PATH, then data/)"
+
+
+def _add_model_commands(sub) -> None:
+    """summary, train, evaluate: one model at a time."""
+    data_help = DATA_HELP
     p = sub.add_parser("summary", help="per-layer table, parameters and FLOPs of a model")
     p.add_argument("model", help="model family, e.g. mobilenet_v2, cnn, hw3_cnn")
     p.add_argument("--width", type=float, help="width multiplier (default: the family's)")
@@ -167,22 +276,38 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--out", help="output folder (default runs/train-CONFIG)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    p.add_argument("--force", action="store_true", help="overwrite a checkpoint in --out")
     p.add_argument("--data", help=data_help)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="accuracy of a checkpoint on val, public and private")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("evaluate", help="accuracy on val, public and private at each precision")
+    p.add_argument("target", help="a checkpoint (.pt), an exported model (.npz), a result "
+                                  "folder (results/<run>-<hash>) or a catalogue run name")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "int4"),
+                   help="only this precision (default: all; fp32 always)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--data", help=data_help)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_catalogue_commands(sub) -> None:
+    """reproduce, rescore, data-summary and the hidden worker `run`: the stored results."""
+    data_help = DATA_HELP
     p = sub.add_parser("reproduce", help="run the experiments whose results are missing")
     p.add_argument("--only", help="comma-separated glob patterns of experiment names")
     p.add_argument("--jobs", type=int, default=1, help="experiments run at once")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--rerun", action="store_true",
+                   help="run the selected experiments even if stored (replaces their results)")
     p.add_argument("--data", help=data_help)
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("rescore", help="re-score stored runs in float32 from their weights")
+    p.add_argument("--only", help="comma-separated glob patterns of experiment names")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data", help=data_help)
+    p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("data-summary", help="class counts and pixel statistics of FER2013")
     p.add_argument("--write", action="store_true",
@@ -190,19 +315,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=data_help)
     p.set_defaults(func=cmd_data_summary)
 
-    p = sub.add_parser("run", help="run one catalogue experiment (used by reproduce)")
+    p = sub.add_parser("run")  # no help: hidden from --help, spawned by `reproduce`
     p.add_argument("name")
     p.add_argument("--device")
     p.add_argument("--data", help=data_help)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--rerun", action="store_true")
     p.set_defaults(func=cmd_run)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = make_parser()
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of an error")
     args = parser.parse_args(argv)
     try:
         args.func(args)
@@ -214,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
         message = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
         if isinstance(err, FER2013Error) and "Getting FER2013" not in message:
             message = f"{message.rstrip('.')}. {ACCEPTED_FORMS}"
-        sys.exit(f"fer {args.command}: error: {message}")
+        sys.exit(f"fer {args.command}: error: {' '.join(message.split())}")
 
 
 if __name__ == "__main__":

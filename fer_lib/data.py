@@ -10,59 +10,48 @@ Three sources give identical arrays for the same images:
 Arrays come out in a canonical order: by split in :data:`SPLITS` order; within a
 split, CSV row order for CSVs, ascending numeric id for image folders and zips.
 Decoding 35,887 JPEGs takes seconds, so the result is cached as an ``.npz`` keyed by
-the source's identity (a changed source is never served from the cache).
+the source's content (:mod:`fer_lib.datacache`: a changed source is never served from
+the cache). The readers of each kind live in :mod:`fer_lib.readers`.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import os
-import re
-import tempfile
 import warnings
-import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-CLASS_NAMES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
-SPLITS = ("Training", "PublicTest", "PrivateTest")
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+from . import datacache, paths
+from .errors import FER2013Error, FER2013Warning
+from .readers import (  # noqa: F401  (re-exported: the data layer's vocabulary)
+    CLASS_NAMES,
+    CSV_COLUMNS,
+    FOLDER_LABELS,
+    IMAGE_SIZE,
+    IMAGE_SUFFIXES,
+    NUM_PIXELS,
+    SPLITS,
+    decode_source,
+    source_kind,
+    warn_skipped,
+)
 
-IMAGE_SIZE = 48
 # The protocol: every model is selected on this stratified share of Training, carved
 # with this seed (train_val_split); PublicTest and PrivateTest are only reported.
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0
-NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
-# Image-folder class names -> challenge numbering (0=Angry ... 6=Neutral).
-FOLDER_LABELS = {name.lower(): label for label, name in enumerate(CLASS_NAMES)}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-CSV_COLUMNS = ("emotion", "pixels", "usage")
-# Bump when the cached arrays' meaning changes, so old caches are never read.
-_CACHE_VERSION = 1
-_MEMBER_RE = re.compile(r"^(?P<split>[A-Za-z]+)_(?P<id>\d+)$")
+# The evaluation sets every reported accuracy is measured on (see `evaluation_sets`).
+EVAL_SETS = ("val", "public", "private")
 # Statistics check: the real splits' std agree within ~1%, tampered copies differ by
 # ~20%. Small samples also get a margin of 4 standard errors: with 100 images a
 # split's mean alone wanders by ~3 grey levels, which a fixed margin would flag.
 _STD_TOLERANCE = 0.10
 _MEAN_TOLERANCE = 8.0
 _MIN_SPLIT_FOR_STATS = 50
-_REASONS_SHOWN = 5
-
-
-class FER2013Error(ValueError):
-    """Bad FER2013 input; the message names the file, row or argument at fault."""
-
-
-class FER2013Warning(UserWarning):
-    """A FER2013 source loaded, but something about it deserves attention."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,11 +115,12 @@ ACCEPTED_FORMS = (
 
 def _missing_data_message(looked_in: Iterable[Path]) -> str:
     places = ", ".join(str(p) for p in looked_in)
+    data_dir = paths.data_dir()
     return (
         "FER2013 not found (looked in: "
-        f"{places}). Put the image-folder release zip at {DEFAULT_DATA_DIR / 'fer2013.zip'} "
-        f"(or the challenge CSV at {DEFAULT_DATA_DIR / 'fer2013.csv'}, or the extracted "
-        f"folder at {DEFAULT_DATA_DIR / 'fer2013'}/), or set FER2013_PATH=/path/to/fer2013.zip "
+        f"{places}). Put the image-folder release zip at {data_dir / 'fer2013.zip'} "
+        f"(or the challenge CSV at {data_dir / 'fer2013.csv'}, or the extracted "
+        f"folder at {data_dir / 'fer2013'}/), or set FER2013_PATH=/path/to/fer2013.zip "
         "(a .zip, a .csv or a folder). See README.md, 'Getting FER2013'."
     )
 
@@ -140,7 +130,8 @@ def _default_candidates(data_dir: Path) -> list[Path]:
 
 
 def resolve_path(path: str | os.PathLike | None = None) -> Path:
-    """Find the FER2013 source: ``path``, else ``$FER2013_PATH``, else ``data/`` in the repo.
+    """Find the FER2013 source: ``path``, else ``$FER2013_PATH``, else the project's ``data/``
+    (:func:`fer_lib.paths.data_dir`: found from the working directory).
 
     In ``data/`` the first of ``fer2013.zip``, ``fer2013.csv`` and the folder
     ``fer2013/`` that exists wins. Raises :class:`FileNotFoundError` saying where to
@@ -159,346 +150,12 @@ def resolve_path(path: str | os.PathLike | None = None) -> Path:
                 f"FER2013_PATH={env} does not exist. " + _missing_data_message([chosen])
             )
         return chosen
-    candidates = _default_candidates(DEFAULT_DATA_DIR)
+    candidates = _default_candidates(paths.data_dir())
     for candidate in candidates:
         if candidate.exists():
             return candidate
     raise FileNotFoundError(_missing_data_message(candidates))
 
-
-def _source_kind(path: Path) -> tuple[str, Path]:
-    """Classify a source as ``("zip"|"csv"|"folder", path)``; a folder holding a
-    ``fer2013.zip`` or ``fer2013.csv`` resolves to that file."""
-    if path.is_dir():
-        for name in ("fer2013.zip", "fer2013.csv"):
-            if (path / name).is_file():
-                return _source_kind(path / name)
-        return "folder", path
-    # The zip magic also catches a renamed zip; the suffix catches a truncated one,
-    # which must fail as a bad zip rather than as a garbled CSV.
-    with open(path, "rb") as handle:
-        is_zip = handle.read(2) == b"PK" or path.suffix.lower() == ".zip"
-    return ("zip" if is_zip else "csv"), path
-
-
-# --------------------------------------------------------------------------- problems
-
-
-class _Problems:
-    """Raise on the first bad row/image, or (``skip_bad``) collect the reasons."""
-
-    def __init__(self, skip_bad: bool):
-        self.skip_bad = skip_bad
-        self.reasons: list[str] = []
-
-    def report(self, message: str) -> None:
-        if not self.skip_bad:
-            raise FER2013Error(message)
-        self.reasons.append(message)
-
-
-def _warn_skipped(reasons: list[str], source: str) -> None:
-    shown = "; ".join(reasons[:_REASONS_SHOWN])
-    more = f" (and {len(reasons) - _REASONS_SHOWN} more)" if len(reasons) > _REASONS_SHOWN else ""
-    warnings.warn(
-        f"skipped {len(reasons)} bad images/rows in {source}: {shown}{more}",
-        FER2013Warning,
-        stacklevel=3,
-    )
-
-
-# --------------------------------------------------------------------------- image folders
-
-
-def _is_image_member(name: str) -> bool:
-    """True for image files; folders, macOS debris and hidden files are not data."""
-    parts = name.split("/")
-    if not parts[-1] or "__MACOSX" in parts or parts[-1].startswith("."):
-        return False
-    return parts[-1].lower().endswith(IMAGE_SUFFIXES)
-
-
-def _parse_member(name: str) -> tuple[int, int, int]:
-    """``"train/happy/Training_123.jpg"`` -> ``(split index, id, label)``."""
-    parts = name.split("/")
-    if len(parts) < 2:
-        raise FER2013Error(f"{name}: image is not inside a class folder")
-    folder = parts[-2].lower()
-    if folder not in FOLDER_LABELS:
-        raise FER2013Error(
-            f"{name}: unknown class folder {parts[-2]!r}; expected one of {sorted(FOLDER_LABELS)}"
-        )
-    match = _MEMBER_RE.match(parts[-1].rsplit(".", 1)[0])
-    if match is None or match["split"] not in SPLITS:
-        raise FER2013Error(
-            f"{name}: file name must be <split>_<numeric id> with split one of {SPLITS}"
-        )
-    return SPLITS.index(match["split"]), int(match["id"]), FOLDER_LABELS[folder]
-
-
-def _decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode one image file to uint8 (48, 48); anything but 48x48 grey is an error."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.mode != "L" or image.size != (IMAGE_SIZE, IMAGE_SIZE):
-                # Converting would hide a different release (RGB crops, other sizes).
-                raise FER2013Error(
-                    f"{name}: expected a 48x48 greyscale (mode L) image, "
-                    f"got {image.size[0]}x{image.size[1]} mode {image.mode}"
-                )
-            return np.asarray(image, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise FER2013Error(f"{name}: cannot decode image ({error})") from error
-
-
-def _decode_members(
-    names: Iterable[str], read: Callable[[str], bytes], problems: _Problems
-) -> tuple[list[np.ndarray], list[int], list[int]]:
-    """Decode image members in canonical order -> (images, labels, split indices)."""
-    keyed = []
-    for name in names:
-        try:
-            split, number, label = _parse_member(name)
-        except FER2013Error as error:
-            problems.report(str(error))
-            continue
-        keyed.append((split, number, name, label))
-    images, labels, splits = [], [], []
-    for split, _, name, label in sorted(keyed):
-        try:
-            images.append(_decode_image(read(name), name))
-        except FER2013Error as error:
-            problems.report(str(error))
-            continue
-        labels.append(label)
-        splits.append(split)
-    return images, labels, splits
-
-
-def _load_zip(path: Path, problems: _Problems) -> tuple[list, list, list]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if _is_image_member(n)]
-            if not names:
-                return _load_csv_in_zip(archive, path, problems)
-
-            def read(name: str) -> bytes:
-                return archive.read(name)
-
-            return _decode_members(names, read, problems)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
-        raise FER2013Error(f"{path}: corrupt or truncated zip ({error})") from error
-
-
-def _load_csv_in_zip(archive: zipfile.ZipFile, path: Path, problems: _Problems):
-    """Some mirrors ship the challenge CSV zipped; accept a zip holding one CSV."""
-    csvs = [n for n in archive.namelist() if n.lower().endswith(".csv") and "__MACOSX" not in n]
-    if len(csvs) != 1:
-        raise FER2013Error(
-            f"{path}: zip holds no images under <class>/<split>_<id>.jpg "
-            f"and {len(csvs)} CSV files (expected one)"
-        )
-    with archive.open(csvs[0]) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-        return _parse_csv(text, f"{path}:{csvs[0]}", problems)
-
-
-def _folder_members(root: Path) -> list[Path]:
-    """Every file under ``root``, sorted, so hashes and errors are reproducible."""
-    return sorted(p for p in root.rglob("*") if p.is_file())
-
-
-def _load_folder(root: Path, problems: _Problems) -> tuple[list, list, list]:
-    names = [
-        p.relative_to(root).as_posix()
-        for p in _folder_members(root)
-        if _is_image_member(p.relative_to(root).as_posix())
-    ]
-    if not names:
-        raise FER2013Error(
-            f"{root}: no images found; expected train/<class>/Training_<id>.jpg and "
-            "test/<class>/PublicTest_<id>.jpg, or fer2013.zip / fer2013.csv in the folder"
-        )
-    return _decode_members(names, lambda name: (root / name).read_bytes(), problems)
-
-
-# --------------------------------------------------------------------------- CSV
-
-
-def _csv_columns(first: list[str], source: str) -> tuple[dict[str, int], bool]:
-    """Column positions and whether ``first`` is a header (the real file has one)."""
-    cells = [cell.strip().lstrip("\ufeff").lower() for cell in first]
-    if cells and cells[0].isascii() and cells[0].isdigit():
-        return {name: i for i, name in enumerate(CSV_COLUMNS)}, False
-    missing = [name for name in CSV_COLUMNS if name not in cells]
-    if missing:
-        raise FER2013Error(
-            f"{source}: missing CSV column(s) {missing}; header is {first}, "
-            "expected emotion,pixels,Usage"
-        )
-    return {name: cells.index(name) for name in CSV_COLUMNS}, True
-
-
-def _parse_label(text: str, where: str) -> int:
-    text = text.strip()
-    if not (text.isascii() and text.isdigit()) or int(text) >= len(CLASS_NAMES):
-        raise FER2013Error(f"{where}: emotion {text!r} is not an integer 0..6")
-    return int(text)
-
-
-def _parse_pixels(text: str, where: str) -> np.ndarray:
-    """Space-separated grey levels -> uint8 (48, 48)."""
-    tokens = text.split()
-    if len(tokens) != NUM_PIXELS:
-        raise FER2013Error(f"{where}: {len(tokens)} pixels, expected {NUM_PIXELS}")
-    try:
-        values = np.array(tokens, dtype=np.int64)
-    except (ValueError, OverflowError) as error:
-        raise FER2013Error(f"{where}: non-integer pixel ({error})") from error
-    if values.min() < 0 or values.max() > 255:
-        raise FER2013Error(f"{where}: pixel outside 0..255 ({values.min()}..{values.max()})")
-    return values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
-
-
-def _parse_usage(text: str, where: str) -> int:
-    by_lower = {split.lower(): i for i, split in enumerate(SPLITS)}
-    if text.strip().lower() not in by_lower:
-        raise FER2013Error(f"{where}: unknown Usage {text.strip()!r}; expected one of {SPLITS}")
-    return by_lower[text.strip().lower()]
-
-
-def _csv_rows(text: io.TextIOBase, source: str) -> Iterator[tuple[str, list[str], dict]]:
-    """Yield ``(where, row, columns)`` for each non-blank data row."""
-    reader = csv.reader(text)
-    columns = None
-    for row in reader:
-        if not any(cell.strip() for cell in row):
-            continue  # blank lines (e.g. a doubled trailing newline) carry no data
-        if columns is None:
-            columns, is_header = _csv_columns(row, source)
-            if is_header:
-                continue
-        yield f"{source} line {reader.line_num}", row, columns
-    if columns is None:
-        raise FER2013Error(f"{source}: the CSV is empty")
-
-
-def _parse_csv(text: io.TextIOBase, source: str, problems: _Problems):
-    """CSV text -> (images, labels, split indices), rows grouped by split in order."""
-    rows: list[tuple[int, np.ndarray, int]] = []
-    for where, row, columns in _csv_rows(text, source):
-        try:
-            if len(row) < len(columns):
-                raise FER2013Error(f"{where}: {len(row)} fields, expected {len(columns)}")
-            label = _parse_label(row[columns["emotion"]], where)
-            image = _parse_pixels(row[columns["pixels"]], where)
-            split = _parse_usage(row[columns["usage"]], where)
-        except FER2013Error as error:
-            problems.report(str(error))
-            continue
-        rows.append((split, image, label))
-    # A stable sort keeps CSV row order within each split.
-    rows.sort(key=lambda r: r[0])
-    return [r[1] for r in rows], [r[2] for r in rows], [r[0] for r in rows]
-
-
-def _load_csv(path: Path, problems: _Problems):
-    try:
-        # utf-8-sig drops a BOM; newline="" lets csv handle CRLF line endings.
-        with open(path, encoding="utf-8-sig", newline="") as text:
-            return _parse_csv(text, str(path), problems)
-    except UnicodeDecodeError as error:
-        raise FER2013Error(f"{path}: neither a zip nor a UTF-8 CSV ({error})") from error
-
-
-# --------------------------------------------------------------------------- cache
-
-
-def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("FER_CACHE_DIR", "").strip()
-    return Path(env) if env else Path.home() / ".cache" / "fer_lib"
-
-
-def _digest(parts: Iterable[str]) -> str:
-    sha = hashlib.sha256()
-    for part in parts:
-        sha.update(part.encode())
-        sha.update(b"\0")
-    return sha.hexdigest()
-
-
-def _cache_path(kind: str, path: Path, cache_dir: Path) -> Path:
-    """Cache file named by the source's identity: ``fer2013-<where>-<state>.npz``.
-
-    ``where`` hashes the resolved path, ``state`` the size and mtime of the file (or of
-    every file in a folder), so any change to the source gives a new name.
-    """
-    resolved = path.resolve()
-    if kind == "folder":
-        members = _folder_members(resolved)
-        state = [
-            f"{p.relative_to(resolved).as_posix()}|{p.stat().st_size}|{p.stat().st_mtime_ns}"
-            for p in members
-        ]
-    else:
-        stat = resolved.stat()
-        state = [f"{stat.st_size}|{stat.st_mtime_ns}"]
-    where = _digest([str(resolved)])[:12]
-    state_hash = _digest([f"v{_CACHE_VERSION}", kind, str(resolved), *state])[:20]
-    return cache_dir / f"fer2013-{where}-{state_hash}.npz"
-
-
-def _read_cache(cache_file: Path) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None when missing or unreadable (then it is rewritten)."""
-    if not cache_file.is_file():
-        return None
-    try:
-        with np.load(cache_file, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in ("images", "labels", "usage", "skipped")}
-    except Exception:  # any unreadable cache (truncated, garbage, old format) is a miss
-        return None
-    n = len(arrays["labels"])
-    if arrays["images"].shape != (n, IMAGE_SIZE, IMAGE_SIZE) or arrays["usage"].shape != (n,):
-        return None
-    return arrays
-
-
-def _write_cache(cache_file: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write atomically (tmp file + rename), then drop stale caches of the same source."""
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, cache_file)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    where = cache_file.name.rsplit("-", 1)[0]
-    for stale in cache_file.parent.glob(f"{where}-*.npz"):
-        if stale != cache_file:
-            stale.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------- loading
-
-_LOADERS = {"zip": _load_zip, "folder": _load_folder, "csv": _load_csv}
-
-
-def _decode_source(kind: str, path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
-    problems = _Problems(skip_bad)
-    images, labels, splits = _LOADERS[kind](path, problems)
-    empty = [s for i, s in enumerate(SPLITS) if i not in set(splits)]
-    if empty:
-        raise FER2013Error(f"{path}: split(s) {empty} have no images")
-    return {
-        "images": np.stack(images).astype(np.uint8, copy=False),
-        "labels": np.asarray(labels, dtype=np.int64),
-        "usage": np.asarray(SPLITS)[np.asarray(splits)],
-        "skipped": np.asarray(problems.reasons, dtype=str),
-    }
 
 
 class SplitStats(NamedTuple):
@@ -597,19 +254,20 @@ def load_fer2013(
         FileNotFoundError: no source found.
         FER2013Error: a bad source; the message names the file and row or image.
     """
-    kind, source = _source_kind(resolve_path(path))
-    cache_file = _cache_path(kind, source, _cache_dir(cache_dir)) if use_cache else None
-    arrays = _read_cache(cache_file) if cache_file else None
+    kind, source = source_kind(resolve_path(path))
+    cache_file = (datacache.cache_path(kind, source, datacache.cache_folder(cache_dir))
+                  if use_cache else None)
+    arrays = datacache.read_cache(cache_file) if cache_file else None
     if arrays is None:
-        arrays = _decode_source(kind, source, skip_bad)
+        arrays = decode_source(kind, source, skip_bad)
         if cache_file:
-            _write_cache(cache_file, arrays)
+            datacache.write_cache(cache_file, arrays)
     skipped = [str(reason) for reason in arrays["skipped"]]
     if skipped and not skip_bad:
         # The cache was written by a skip_bad load; without skip_bad the source is an error.
         raise FER2013Error(skipped[0])
     if skipped:
-        _warn_skipped(skipped, str(source))
+        warn_skipped(skipped, str(source))
     data = FER2013(arrays["images"], arrays["labels"], arrays["usage"], source=str(source))
     check_statistics(data)
     return data
@@ -710,3 +368,19 @@ def data_summary(
                        "train": per_class(train_labels[train_rows]),
                        "val": per_class(train_labels[val_rows])},
     }
+
+
+def evaluation_sets(
+    data: FER2013, val_fraction: float = VAL_FRACTION, split_seed: int = SPLIT_SEED
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The sets every reported accuracy is measured on, carved here and nowhere else.
+
+    Returns ``{"val": ..., "public": ..., "private": ...}`` (see :data:`EVAL_SETS`), each
+    ``(images uint8 (N, 48, 48), labels int64 (N,))``: ``val`` is the protocol's
+    validation part of Training (`train_val_split` with these arguments, the rows a run
+    selects its model on); ``public`` and ``private`` are PublicTest and PrivateTest.
+    """
+    images, labels = data.split("Training")
+    _, val_rows = train_val_split(labels, val_fraction, split_seed)
+    return {"val": (images[val_rows], labels[val_rows]),
+            "public": data.split("PublicTest"), "private": data.split("PrivateTest")}

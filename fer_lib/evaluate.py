@@ -1,6 +1,13 @@
-"""Turning pixels into model inputs, and model outputs into the numbers the book reports."""
+"""Turning pixels into model inputs, and model outputs into the numbers the book reports.
+
+Every accuracy a run reports comes from :func:`score`, in float32 on every device: the
+precision named in a result (fp32, fp16, int8, int4) is the precision of the *weights*
+(see :mod:`fer_lib.quantize`), never of the arithmetic.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,26 +25,56 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def predict_views(model: nn.Module, images: np.ndarray | torch.Tensor, *,
+                  batch_size: int = 512, device: str | torch.device = "cpu",
+                  channels_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 logits (N, 7) of each uint8 image (N, 48, 48) and of its mirror image.
+
+    One forward pass per batch scores both views (the batch and its mirror stacked), and
+    the model is moved to `device` with its inputs. No autocast: float32 on every device.
+    """
+    model = model.to(device).eval()
+    images = torch.as_tensor(images)
+    plain, mirrored = [], []
+    for start in range(0, len(images), batch_size):
+        x = to_input(images[start:start + batch_size].to(device))
+        both = torch.cat([x, torch.flip(x, dims=[3])])
+        if channels_last:
+            both = both.contiguous(memory_format=torch.channels_last)
+        logits = model(both).float().cpu()
+        plain.append(logits[:len(x)])
+        mirrored.append(logits[len(x):])
+    if not plain:
+        empty = np.zeros((0, 7), np.float32)
+        return empty, empty
+    return torch.cat(plain).numpy(), torch.cat(mirrored).numpy()
+
+
 def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, tta: bool = False,
-                   batch_size: int = 1024, device: str | torch.device = "cpu",
+                   batch_size: int = 512, device: str | torch.device = "cpu",
                    channels_last: bool = False) -> np.ndarray:
-    """Logits (N, 7) float32 for uint8 `images` (N, 48, 48).
+    """Float32 logits (N, 7) for uint8 `images` (N, 48, 48).
 
     With ``tta=True`` the logits of each image and its mirror image are averaged
     (horizontal-flip test-time augmentation: faces are roughly symmetric).
     """
-    model.eval()
+    if not tta:
+        return _plain_logits(model, images, batch_size, device, channels_last)
+    plain, mirrored = predict_views(model, images, batch_size=batch_size, device=device,
+                                    channels_last=channels_last)
+    return (plain + mirrored) / 2
+
+
+@torch.no_grad()
+def _plain_logits(model, images, batch_size, device, channels_last) -> np.ndarray:
+    model = model.to(device).eval()
     images = torch.as_tensor(images)
     out = []
     for start in range(0, len(images), batch_size):
         x = to_input(images[start:start + batch_size].to(device))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda):
-            logits = model(x).float()
-            if tta:
-                logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
-        out.append(logits.cpu())
+        out.append(model(x).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 7), np.float32)
 
 
@@ -62,3 +99,48 @@ def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray,
     counts = confusion_matrix(predictions, labels, num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.diag(counts) / counts.sum(axis=1)
+
+
+@dataclass
+class Scores:
+    """What :func:`score` measures of one model.
+
+    accuracy: ``{precision: {set: accuracy}}`` with flip TTA, weights at that precision.
+    plain: ``{set: accuracy}`` of the float32 model without TTA.
+    logits: ``{set: (N, 7) float32}``, the float32 model's TTA logits.
+    labels: ``{set: (N,) int64}``.
+    """
+
+    accuracy: dict[str, dict[str, float]]
+    plain: dict[str, float]
+    logits: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+
+
+def score(model: nn.Module, sets: dict[str, tuple[np.ndarray, np.ndarray]],
+          precisions: tuple[str, ...] = ("fp32",), *,
+          device: str | torch.device = "cpu") -> Scores:
+    """Accuracy of `model` on each evaluation set, with its weights at each precision.
+
+    `sets` maps a name to ``(images uint8 (N, 48, 48), labels int (N,))``, e.g.
+    :func:`fer_lib.data.evaluation_sets`. "fp32" is the model as it is; the others are
+    :func:`fer_lib.quantize.quantized_copy` (BatchNorm folded, weights rounded). The
+    arithmetic is float32 everywhere.
+    """
+    from .quantize import quantized_copy
+
+    if "fp32" not in precisions:
+        raise ValueError(f"score needs 'fp32' among the precisions, got {precisions}")
+    logits, plain, by_precision = {}, {}, {}
+    labels = {name: np.asarray(y) for name, (_, y) in sets.items()}
+    for precision in precisions:
+        q = model if precision == "fp32" else quantized_copy(model.cpu(), precision)
+        by_precision[precision] = {}
+        for name, (images, y) in sets.items():
+            views = predict_views(q, images, device=device)
+            tta = (views[0] + views[1]) / 2
+            by_precision[precision][name] = accuracy(tta, y)
+            if precision == "fp32":
+                logits[name], plain[name] = tta, accuracy(views[0], y)
+    model.cpu()
+    return Scores(by_precision, plain, logits, labels)

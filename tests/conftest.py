@@ -13,6 +13,7 @@ temporary folder (``FER_CACHE_DIR``), never into the user's cache.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import zipfile
@@ -273,3 +274,63 @@ def small_fer(sample_zip, tmp_path_factory):
     from fer_lib.data import load_fer2013
 
     return load_fer2013(sample_zip, cache_dir=tmp_path_factory.mktemp("small_fer_cache"))
+
+
+# ----------------------------------------------------------------------------- mini catalogue
+TINY = dict(epochs=1, batch_size=64, lr=0.05, warmup_epochs=0.1, channels_last=False)
+
+
+def mini_catalogue() -> dict:
+    """A miniature catalogue: two teachers, their ensemble, a distilled student, a sparse
+    student slimmed and fine-tuned, and a cut of the student without training."""
+    from fer_lib import experiments as ex
+    from fer_lib.train import TrainConfig
+
+    small = dict(family="mobilenet_v2", model_args={"width": 0.15})
+    exps = [
+        # batch 16: enough steps in one epoch for its logits to tell images apart
+        ex.Experiment("t-a", "teacher",
+                      TrainConfig(family="cnn", model_args={"width": 0.05},
+                                  **dict(TINY, batch_size=16)),
+                      keep_logits=True),
+        ex.Experiment("t-b", "teacher", TrainConfig(family="mobilenet_v1",
+                                                    model_args={"width": 0.05}, seed=1, **TINY),
+                      keep_logits=True),
+        ex.Experiment("ens", "ensemble", kind="ensemble", members=("t-a", "t-b"),
+                      keep_logits=True),
+        ex.Experiment("stu", "student", TrainConfig(**small, **TINY), teacher="ens",
+                      precision="int8", keep_logits=True),
+        ex.Experiment("sparse", "ablation-prune", TrainConfig(**small, bn_l1=1e-3, **TINY)),
+    ]
+    exps.append(dataclasses.replace(exps[-1], name="slim", slim_from="sparse",
+                                    slim_fraction=0.5))
+    exps.append(ex.Experiment("cut", "ablation-cut", exps[3].train, kind="cut",
+                              slim_from="stu", slim_fraction=0.5, precision="int8"))
+    return {e.name: e for e in exps}
+
+
+@pytest.fixture(scope="session")
+def mini_results(small_fer, tmp_path_factory):
+    """`mini_catalogue` run once per session into a tmp folder: (catalogue, results dir)."""
+    from fer_lib import catalogue as catalogue_module
+    from fer_lib import experiments as ex
+
+    root = tmp_path_factory.mktemp("experiments")
+    catalogue = mini_catalogue()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(catalogue_module, "experiments", lambda: catalogue)
+        for exp in catalogue.values():  # insertion order respects the dependencies
+            ex.load_or_train(exp, small_fer, results_dir=root / "results",
+                             runs_dir=root / "runs", device="cpu", quiet=True)
+        ex.write_summary(root / "results")
+    return catalogue, root / "results"
+
+
+@pytest.fixture()
+def mini(mini_results, monkeypatch):
+    """The mini catalogue's results, with the catalogue swapped in for the real one."""
+    from fer_lib import catalogue as catalogue_module
+
+    catalogue, results = mini_results
+    monkeypatch.setattr(catalogue_module, "experiments", lambda: catalogue)
+    return catalogue, results

@@ -78,27 +78,117 @@ def test_train_writes_checkpoint_and_metrics(trained, sample_zip):
         assert metrics[f"{split}_acc"] == pytest.approx(tta, abs=1e-12), split
 
 
+ROW = re.compile(r"^(?P<name>fp32|fp16|int8|int4|fp32, no TTA)\s+(?P<val>[0-9.]+)\s+"
+                 r"(?P<public>[0-9.]+)\s+(?P<private>[0-9.]+)$", re.MULTILINE)
+
+
+def _printed_rows(out: str) -> dict[str, tuple[float, float, float]]:
+    return {m["name"]: (float(m["val"]), float(m["public"]), float(m["private"]))
+            for m in ROW.finditer(out)}
+
+
 def test_evaluate_prints_accuracies(trained, sample_zip, capsys):
     cli.main(["evaluate", str(trained / "checkpoint.pt"), "--data", str(sample_zip)])
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("mobilenet_v2 ")
+    assert "mobilenet_v2" in out.splitlines()[0]
     assert "epoch 1" in out and "best val epoch 1" in out
-    printed = {m["split"]: (float(m["plain"]), float(m["tta"])) for m in re.finditer(
-        r"^(?P<split>val|public|private)\s+acc (?P<plain>[0-9.]+)\s+with flip TTA "
-        r"(?P<tta>[0-9.]+)$", out, re.MULTILINE)}
+    rows = _printed_rows(out)
+    assert list(rows) == ["fp32", "fp16", "int8", "int4", "fp32, no TTA"]
     want = _accuracies(trained / "checkpoint.pt", sample_zip)
-    assert list(printed) == list(want)
-    for split, (plain, tta) in want.items():
-        assert printed[split] == (round(plain, 4), round(tta, 4)), split
+    for column, split in enumerate(("val", "public", "private")):
+        plain, tta = want[split]
+        assert rows["fp32"][column] == round(tta, 4), split
+        assert rows["fp32, no TTA"][column] == round(plain, 4), split
 
 
-def test_reproduce_with_nothing_selected(monkeypatch, capsys):
+def test_evaluate_a_result_folder_prints_its_summary_row(mini, sample_zip, capsys):
+    import csv
+
+    catalogue, results = mini
+    folder = results / catalogue["stu"].folder
+    cli.main(["evaluate", str(folder), "--data", str(sample_zip)])
+    rows = _printed_rows(capsys.readouterr().out)
+    with open(results / "summary.csv", newline="") as f:
+        summary = {row["run"]: row for row in csv.DictReader(f)}["stu"]
+    got = rows[summary["precision"]]
+    for column, split in enumerate(("val", "public", "private")):
+        assert got[column] == pytest.approx(float(summary[f"{split}_acc"]), abs=5e-5), split
+
+
+def test_evaluate_an_exported_file_matches_its_precision(mini, sample_zip, capsys):
+    catalogue, results = mini
+    exp = catalogue["stu"]
+    export = results.parent / "runs" / exp.folder / "model-int8.npz"
+    cli.main(["evaluate", str(export), "--data", str(sample_zip)])
+    rows = _printed_rows(capsys.readouterr().out)
+    stored = experiments.find_result(exp, results).metrics["acc_by_precision"]["int8"]
+    assert list(rows) == ["fp32", "fp32, no TTA"]  # the file's weights are what they are
+    for column, split in enumerate(("val", "public", "private")):
+        assert rows["fp32"][column] == pytest.approx(stored[split], abs=5e-5), split
+
+
+def test_evaluate_moves_the_model_to_the_device(mini, sample_zip, monkeypatch, capsys):
+    """`--device` reaches the model, not only its inputs (the model used to stay on CPU)."""
+    import fer_lib.evaluate as evaluate
+
+    moved = []
+    real = evaluate.predict_views
+
+    def spy(model, images, *, device="cpu", **kwargs):
+        moved.append(str(device))
+        return real(model, images, device="cpu", **kwargs)
+
+    monkeypatch.setattr(evaluate, "predict_views", spy)
+    catalogue, results = mini
+    cli.main(["evaluate", str(results / catalogue["stu"].folder), "--precision", "int8",
+              "--device", "cuda:7", "--data", str(sample_zip)])
+    assert moved and set(moved) == {"cuda:7"}
+
+
+def test_evaluate_unknown_target_is_one_line(tmp_path):
+    done = _fer(["evaluate", str(tmp_path / "nothing")], {})
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "nothing" in done.stderr
+
+
+def test_train_refuses_to_overwrite_a_checkpoint(trained, sample_zip):
+    done = _fer(["train", "smoke", "--out", str(trained), "--data", str(sample_zip)], {})
+    assert done.returncode != 0 and "--resume" in done.stderr and "--force" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_yaml_config_names_the_file(tmp_path):
+    config = tmp_path / "broken.yaml"
+    config.write_text("epochs: [1, 2\nlr: 0.1\n")
+    done = _fer(["train", str(config)], {})
+    assert done.returncode != 0 and str(config) in done.stderr and "YAML" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_help_hides_the_internal_worker(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "{summary,train,evaluate,reproduce,rescore,data-summary}" in out
+    listed = [line.split()[0] for line in out.split("positional arguments:")[1].splitlines()
+              if line.startswith("    ") and line.split()]
+    assert "evaluate" in listed and "run" not in listed
+
+
+def test_reproduce_with_a_pattern_that_matches_nothing_says_so(capsys):
+    done = _fer(["reproduce", "--only", "nothing-matches"], {})
+    assert done.returncode != 0 and "nothing-matches" in done.stderr
+
+
+def test_reproduce_with_nothing_to_run(monkeypatch, capsys):
     # never touch the committed results/: the summary writer and the job runner are stubbed
-    monkeypatch.setattr(experiments, "write_summary", lambda *a, **k: None)
-    monkeypatch.setattr(experiments, "summary_rows", lambda *a, **k: [])
-    monkeypatch.setattr(cli, "run_jobs", lambda todo, args: [])
-    cli.main(["reproduce", "--only", "nothing-matches"])
-    assert "0 experiments selected, 0 to run" in capsys.readouterr().out
+    import fer_lib.store as store
+
+    monkeypatch.setattr(store, "write_summary", lambda *a, **k: None)
+    monkeypatch.setattr(store, "summary_rows", lambda *a, **k: [])
+    monkeypatch.setattr(cli, "run_jobs", lambda todo, args: todo and pytest.fail("ran"))
+    cli.main(["reproduce", "--only", "hw3-cnn"])
+    assert "1 experiments selected, 0 to run" in capsys.readouterr().out
 
 
 def _fer(args: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -138,3 +228,21 @@ def test_debug_shows_the_traceback(tmp_path):
     done = _fer(["--debug", "data-summary"], {"FER2013_PATH": str(tmp_path / "none.zip")})
     assert done.returncode != 0
     assert "Traceback" in done.stderr and "FileNotFoundError" in done.stderr
+
+
+def test_evaluate_a_run_without_weights_scores_its_stored_outputs(mini, sample_zip, tmp_path,
+                                                                   capsys):
+    import shutil
+
+    catalogue, results = mini
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    folder = copy / catalogue["sparse"].folder
+    (folder / "weights-bn.npz").unlink()  # as a sweep run: predictions only
+    cli.main(["evaluate", str(folder), "--data", str(sample_zip)])
+    out = capsys.readouterr().out
+    assert "no weights committed" in out
+    stored = experiments.find_result(catalogue["sparse"], results).metrics
+    got = _printed_rows(out)["fp32"]
+    for column, split in enumerate(("val", "public", "private")):
+        assert got[column] == pytest.approx(stored[f"{split}_acc"], abs=5e-5), split

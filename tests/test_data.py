@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
-from fer_lib import data
+from fer_lib import data, readers
 from fer_lib.data import (
     CLASS_NAMES,
     FER2013,
@@ -347,13 +347,13 @@ def test_skip_bad_images(fer_sample, tmp_path, cache):
 def count_decodes(monkeypatch):
     """Count calls to the JPEG decoder; ``calls[0]`` is the running total."""
     calls = [0]
-    decode = data._decode_image
+    decode = readers._decode_image
 
     def counting(blob, name):
         calls[0] += 1
         return decode(blob, name)
 
-    monkeypatch.setattr(data, "_decode_image", counting)
+    monkeypatch.setattr(readers, "_decode_image", counting)
     return calls
 
 
@@ -363,7 +363,7 @@ def _refuse_decoding(blob, name):
 
 def test_cache_hit_does_not_decode(sample_zip, fer_sample, cache, monkeypatch):
     load_fer2013(sample_zip, cache_dir=cache)
-    monkeypatch.setattr(data, "_decode_image", _refuse_decoding)
+    monkeypatch.setattr(readers, "_decode_image", _refuse_decoding)
     assert_same(load_fer2013(sample_zip, cache_dir=cache), fer_sample)
 
 
@@ -401,14 +401,39 @@ def test_changed_zip_is_decoded_again(fer_sample, tmp_path, cache, count_decodes
     assert len(list(cache.glob("*.npz"))) == 1  # the stale cache is gone
 
 
-def test_touched_folder_member_is_decoded_again(fer_sample, tmp_path, cache, count_decodes):
+def test_same_size_same_mtime_edit_is_decoded_again(fer_sample, tmp_path, cache):
+    """The cache is keyed on content: an edit that keeps size and mtime is still seen."""
+    path = fer_sample.write_csv(tmp_path / "f.csv")
+    before = load_fer2013(path, cache_dir=cache)
+    stat, text = path.stat(), path.read_text()
+    first_row = text.index("\n") + 1  # after the header
+    label = text[first_row]
+    path.write_text(text[:first_row] + str((int(label) + 1) % 7) + text[first_row + 1:])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    after = load_fer2013(path, cache_dir=cache)
+    changed = np.flatnonzero(after.labels != before.labels)
+    assert len(changed) == 1 and after.labels[changed[0]] == (int(label) + 1) % 7
+
+
+def test_touched_but_unchanged_folder_is_served_from_the_cache(fer_sample, tmp_path, cache,
+                                                               count_decodes):
     folder = fer_sample.write_folder(tmp_path / "folder")
     load_fer2013(folder, cache_dir=cache)
     member = folder / fer_sample.names[-1]
     stat = member.stat()
     os.utime(member, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     load_fer2013(folder, cache_dir=cache)
+    assert count_decodes[0] == len(fer_sample.names)
+
+
+def test_changed_folder_member_is_decoded_again(fer_sample, tmp_path, cache, count_decodes):
+    folder = fer_sample.write_folder(tmp_path / "folder")
+    load_fer2013(folder, cache_dir=cache)
+    (folder / fer_sample.names[-1]).write_bytes(encode_image(255 - fer_sample.images[-1]))
+    fer = load_fer2013(folder, cache_dir=cache)
     assert count_decodes[0] == 2 * len(fer_sample.names)
+    assert not np.array_equal(fer.images[-1], fer_sample.images[-1])
 
 
 def test_corrupt_cache_is_rewritten(sample_zip, fer_sample, cache, count_decodes):
@@ -426,10 +451,11 @@ def test_corrupt_cache_is_rewritten(sample_zip, fer_sample, cache, count_decodes
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
-    """An empty stand-in for the repo's data/ folder, with FER2013_PATH unset."""
+    """An empty project's data/ folder (the project root set by FER_PROJECT_DIR), with
+    FER2013_PATH unset."""
     folder = tmp_path / "data"
     folder.mkdir()
-    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", folder)
+    monkeypatch.setenv("FER_PROJECT_DIR", str(tmp_path))
     monkeypatch.delenv("FER2013_PATH", raising=False)
     return folder
 

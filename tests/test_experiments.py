@@ -1,7 +1,7 @@
 """load_or_train: hit, miss and stale results; the teacher -> ensemble -> student -> slim chain.
 
-Runs a miniature catalogue (one-epoch runs on the few hundred synthetic images of
-conftest) in a tmp folder, so it exercises exactly the code `fer reproduce` uses on the GPU.
+Runs a miniature catalogue (conftest's `mini`: one-epoch runs on the few hundred synthetic
+images) in a tmp folder, so it exercises exactly the code `fer reproduce` uses on the GPU.
 """
 
 from __future__ import annotations
@@ -13,56 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from fer_lib import catalogue as catalogue_module
 from fer_lib import experiments as ex
+from fer_lib.data import evaluation_sets
 from fer_lib.evaluate import accuracy, predict_logits, to_input
 from fer_lib.quantize import load_model, quantized_copy
-from fer_lib.train import TrainConfig, load_checkpoint, model_from_checkpoint
-
-TINY = dict(epochs=1, batch_size=64, lr=0.05, warmup_epochs=0.1, channels_last=False)
-
-
-def mini_catalogue() -> dict[str, ex.Experiment]:
-    small = dict(family="mobilenet_v2", model_args={"width": 0.15})
-    exps = [
-        # batch 16: enough steps in one epoch for its logits to tell images apart
-        ex.Experiment("t-a", "teacher",
-                      TrainConfig(family="cnn", model_args={"width": 0.05},
-                                  **dict(TINY, batch_size=16)),
-                      keep_logits=True),
-        ex.Experiment("t-b", "teacher", TrainConfig(family="mobilenet_v1",
-                                                    model_args={"width": 0.05}, seed=1, **TINY),
-                      keep_logits=True),
-        ex.Experiment("ens", "ensemble", kind="ensemble", members=("t-a", "t-b"),
-                      keep_logits=True),
-        ex.Experiment("stu", "student", TrainConfig(**small, **TINY), teacher="ens",
-                      precision="int8", keep_logits=True),
-        ex.Experiment("sparse", "ablation-prune", TrainConfig(**small, bn_l1=1e-3, **TINY)),
-    ]
-    exps.append(dataclasses.replace(exps[-1], name="slim", slim_from="sparse",
-                                    slim_fraction=0.5))
-    exps.append(ex.Experiment("cut", "ablation-cut", exps[3].train, kind="cut",
-                              slim_from="stu", slim_fraction=0.5, precision="int8"))
-    return {e.name: e for e in exps}
-
-
-@pytest.fixture(scope="module")
-def mini_results(small_fer, tmp_path_factory):
-    root = tmp_path_factory.mktemp("experiments")
-    catalogue = mini_catalogue()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ex, "CATALOGUE", catalogue)
-        for exp in catalogue.values():  # insertion order respects the dependencies
-            ex.load_or_train(exp, small_fer, results_dir=root / "results",
-                             runs_dir=root / "runs", device="cpu", quiet=True)
-        ex.write_summary(root / "results")
-    return catalogue, root / "results"
-
-
-@pytest.fixture()
-def mini(mini_results, monkeypatch):
-    catalogue, results = mini_results
-    monkeypatch.setattr(ex, "CATALOGUE", catalogue)
-    return catalogue, results
+from fer_lib.train import load_checkpoint, model_from_checkpoint
 
 
 def test_hit_returns_stored_result_without_training(mini, small_fer, monkeypatch):
@@ -138,12 +94,18 @@ def _best_model(results, exp: ex.Experiment):
     return model_from_checkpoint(state)
 
 
+def _stored_cache(results, exp) -> np.ndarray:
+    """A teacher's Training logits, as stored with its result (float32 copy)."""
+    with np.load(results / exp.folder / "train_logits.npz") as z:
+        return z["logits"].astype(np.float32)
+
+
 def test_teacher_caches_hold_each_training_row_and_its_mirror(mini, small_fer):
     catalogue, results = mini
     images, _ = small_fer.split("Training")
     x = to_input(torch.as_tensor(images))
     for name in ("t-a", "t-b"):
-        cache = np.load(results.parent / "runs" / catalogue[name].folder / "train_logits.npy")
+        cache = _stored_cache(results, catalogue[name])
         assert cache.shape == (len(images), 2, 7)  # every Training row, val rows included
         model = _best_model(results, catalogue[name])
         with torch.no_grad():
@@ -157,11 +119,9 @@ def test_teacher_caches_hold_each_training_row_and_its_mirror(mini, small_fer):
             assert np.abs(plain - mirror).mean() > 10 * tolerance
 
 
-def test_student_distils_from_the_ensemble_cache(mini):
+def test_student_distils_from_the_ensemble_cache(mini, small_fer):
     catalogue, results = mini
-    runs = results.parent / "runs"
-    teachers = [np.load(runs / catalogue[m].folder / "train_logits.npy").astype(np.float32)
-                for m in catalogue["ens"].members]
+    teachers = [_stored_cache(results, catalogue[m]) for m in catalogue["ens"].members]
     ens = ex.find_result(catalogue["ens"], results)
     with np.load(ens.path / "train_logits.npz") as z:
         stored = z["logits"].astype(np.float32)
@@ -171,7 +131,7 @@ def test_student_distils_from_the_ensemble_cache(mini):
                           for t in teachers], axis=0)
     np.testing.assert_allclose(np.exp(stored), mean_probs, atol=2e-3)
     # ... which is what the student's cached teacher hands out, for the rows asked.
-    teacher = ex._teacher_for(catalogue["stu"], results)
+    teacher = ex._teacher_for(catalogue["stu"], small_fer, results)
     np.testing.assert_array_equal(teacher.logits.numpy(), stored)
     rows, flipped = torch.tensor([0, 7, len(stored) - 1]), torch.tensor([False, True, True])
     np.testing.assert_array_equal(teacher(torch.zeros(3, 1, 48, 48), rows, flipped).numpy(),
@@ -186,8 +146,7 @@ def test_int8_export_reloads_to_the_stored_accuracy(mini, small_fer, name):
     path = results.parent / "runs" / exp.folder / "model-int8.npz"
     assert result.metrics["bytes"]["int8"] == path.stat().st_size
     loaded = load_model(path)
-    sets = {"val": ex._val_of(small_fer, exp.train), "public": small_fer.split("PublicTest"),
-            "private": small_fer.split("PrivateTest")}
+    sets = evaluation_sets(small_fer, exp.train.val_fraction, exp.train.split_seed)
     for split, (images, labels) in sets.items():
         acc = accuracy(predict_logits(loaded, images, tta=True), labels)
         assert acc == result.metrics["acc_by_precision"]["int8"][split], split
@@ -230,7 +189,7 @@ def test_cut_run_slims_without_training_and_is_exported(mini, small_fer, monkeyp
     for precision, size in cut.metrics["bytes"].items():
         assert 0 < size < source.metrics["bytes"][precision], precision
     # Scored on the validation rows of the source's own split, like every run.
-    val_labels = ex._val_of(small_fer, catalogue["stu"].train)[1]
+    val_labels = evaluation_sets(small_fer)["val"][1]
     predictions = cut.logits()["val"]
     assert float((predictions == val_labels).mean()) == pytest.approx(cut.metrics["val_acc"])
     # Its weights are kept, so it rebuilds as the smaller dense network.
@@ -243,3 +202,125 @@ def test_catalogue_cut_runs_start_from_the_stored_student():
     for exp in cuts:
         assert exp.needs == (exp.slim_from,)
         assert exp.train == ex.CATALOGUE[exp.slim_from].train  # same validation split
+
+
+# ----------------------------------------------------------------------------- the fixes
+def test_ensemble_is_rebuilt_from_results_alone(mini, small_fer, tmp_path):
+    """Teachers store their Training logits with their results: with runs/ gone and the
+    ensemble deleted, `load_or_train` rebuilds the same ensemble."""
+    import shutil
+
+    catalogue, results = mini
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    stored = ex.find_result(catalogue["ens"], copy)
+    with np.load(stored.path / "train_logits.npz") as z:
+        before = z["logits"]
+    shutil.rmtree(stored.path)
+    rebuilt = ex.load_or_train(catalogue["ens"], small_fer, results_dir=copy,
+                               runs_dir=tmp_path / "no-runs", device="cpu")
+    with np.load(rebuilt.path / "train_logits.npz") as z:
+        np.testing.assert_array_equal(z["logits"], before)
+    assert rebuilt.metrics["val_acc"] == stored.metrics["val_acc"]
+
+
+def test_missing_teacher_cache_says_exactly_what_to_run(mini, small_fer, tmp_path):
+    import shutil
+
+    catalogue, results = mini
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    (copy / catalogue["t-b"].folder / "train_logits.npz").unlink()
+    shutil.rmtree(copy / catalogue["ens"].folder)
+    with pytest.raises(ex.MissingResultError, match=r"fer reproduce --only t-b --rerun"):
+        ex.load_or_train(catalogue["ens"], small_fer, results_dir=copy,
+                         runs_dir=tmp_path / "no-runs", device="cpu")
+
+
+def test_a_teacher_on_another_split_is_refused(mini, small_fer, monkeypatch):
+    catalogue, results = mini
+    moved = dataclasses.replace(catalogue["stu"], name="stu-split1",
+                                train=dataclasses.replace(catalogue["stu"].train, split_seed=1))
+    monkeypatch.setattr(catalogue_module, "experiments", lambda: {**catalogue,
+                                                                  moved.name: moved})
+    with pytest.raises(ex.ConfigError, match="saw the student's validation rows"):
+        ex.load_or_train(moved, small_fer, results_dir=results, device="cpu")
+
+
+def test_a_teacher_cache_of_other_data_is_refused(mini, small_fer):
+    from fer_lib.data import FER2013
+
+    catalogue, results = mini
+    fewer = FER2013(small_fer.images[5:], small_fer.labels[5:], small_fer.usage[5:])
+    with pytest.raises(ex.ConfigError, match="not the data it was trained on"):
+        ex._teacher_for(catalogue["stu"], fewer, results)
+
+
+def test_rerun_replaces_a_stored_result(mini, small_fer, tmp_path):
+    import shutil
+
+    catalogue, results = mini
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    before = ex.find_result(catalogue["t-a"], copy)
+    stamp = (before.path / "metrics.json").stat().st_mtime_ns
+    again = ex.load_or_train(catalogue["t-a"], small_fer, results_dir=copy,
+                             runs_dir=tmp_path / "runs", device="cpu", quiet=True, rerun=True)
+    assert (again.path / "metrics.json").stat().st_mtime_ns != stamp
+    assert again.path == before.path  # same content key, same folder
+
+
+def test_rescore_stores_fp32_numbers_and_the_bf16_bound(mini, small_fer, tmp_path):
+    import shutil
+
+    catalogue, results = mini
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    assert ex.rescore(catalogue["stu"], small_fer, results_dir=copy).startswith("fp32")
+    result = ex.find_result(catalogue["stu"], copy)
+    model = result.model()
+    sets = evaluation_sets(small_fer)
+    for split, (images, labels) in sets.items():
+        acc = accuracy(predict_logits(model, images, tta=True), labels)
+        assert result.metrics[f"{split}_acc"] == pytest.approx(acc)
+        assert result.metrics["acc_by_precision"]["fp32"][split] == result.metrics[f"{split}_acc"]
+    assert set(result.metrics["acc_bf16_autocast"]) == set(sets)
+    assert result.metrics["best_epoch"] == ex.find_result(catalogue["stu"], results
+                                                          ).metrics["best_epoch"]
+    # A run without weights keeps its numbers and says how they were measured.
+    teacher = ex.find_result(catalogue["t-a"], copy)
+    (teacher.path / "weights-bn.npz").unlink()
+    teacher.metrics["device"] = "cuda"  # a legacy GPU run: scored before fp32 scoring
+    del teacher.metrics["scoring"]
+    ex.write_metrics(teacher.path, teacher.metrics)
+    assert ex.rescore(catalogue["t-a"], small_fer, results_dir=copy) == "bf16 autocast"
+    assert ex.find_result(catalogue["t-a"], copy).metrics["val_acc"] == teacher.metrics["val_acc"]
+    assert ex.rescore(catalogue["ens"], small_fer, results_dir=copy) == "members' stored logits"
+
+
+def test_importing_the_library_does_not_build_the_catalogue():
+    import subprocess
+    import sys
+
+    code = ("import fer_lib.experiments, fer_lib.cli, fer_lib.catalogue as c; "
+            "print(c.experiments.cache_info().currsize)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "0"
+    assert "student-200k-kd" in ex.CATALOGUE  # ... and first use builds it
+
+
+def test_paths_follow_the_working_directory(tmp_path, monkeypatch):
+    from fer_lib import paths
+
+    for variable in ("FER_PROJECT_DIR", "FER_RESULTS_DIR", "FER_RUNS_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "book").mkdir()
+    monkeypatch.chdir(tmp_path / "book")  # as a chapter runs: the repo's results/ above
+    assert paths.results_dir() == tmp_path / "results"
+    assert paths.runs_dir() == tmp_path / "runs"
+    assert paths.data_dir() == tmp_path / "data"
+    monkeypatch.setenv("FER_RESULTS_DIR", str(tmp_path / "elsewhere"))
+    assert paths.results_dir() == tmp_path / "elsewhere"
+    assert ex.find_result(ex.CATALOGUE["hw3-cnn"]) is None  # looks there, finds nothing

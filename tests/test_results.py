@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,9 @@ from fer_lib.data import CLASS_NAMES, load_fer2013, train_val_split
 from fer_lib.evaluate import accuracy
 from fer_lib.quantize import STRONG_BUDGET, TINY_BUDGET
 
-FOLDERS = sorted(p for p in ex.RESULTS_DIR.iterdir() if p.is_dir() and not p.name.startswith("."))
+# The repository's results, named explicitly: these tests must not depend on the cwd.
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+FOLDERS = sorted(p for p in RESULTS.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def test_results_exist():
@@ -35,13 +38,13 @@ def test_folder_is_keyed_by_its_config_hash_and_in_the_catalogue(folder):
 
 
 def _result(folder) -> ex.Result:
-    return ex.find_result(ex.CATALOGUE[folder.name.rsplit("-", 1)[0]])
+    return ex.find_result(ex.CATALOGUE[folder.name.rsplit("-", 1)[0]], RESULTS)
 
 
 @pytest.fixture(scope="module")
 def test_class_counts() -> dict[str, np.ndarray]:
     """Images per class of PublicTest and PrivateTest from the committed data summary."""
-    splits = ex.load_data_summary()["splits"]
+    splits = ex.load_data_summary(RESULTS)["splits"]
     return {"public": np.array(splits["PublicTest"]["count"]),
             "private": np.array(splits["PrivateTest"]["count"])}
 
@@ -94,9 +97,9 @@ def test_accuracies_recomputed_from_committed_outputs_match_metrics(fer_zip_path
 
 
 def test_summary_csv_agrees_with_the_run_folders():
-    with open(ex.RESULTS_DIR / "summary.csv", newline="") as f:
+    with open(RESULTS / "summary.csv", newline="") as f:
         committed = list(csv.DictReader(f))
-    fresh = ex.summary_rows()
+    fresh = ex.summary_rows(RESULTS)
     assert [r["run"] for r in committed] == [r["run"] for r in fresh]
     for row, want in zip(committed, fresh, strict=True):
         for column in ex.SUMMARY_COLUMNS:
@@ -105,7 +108,7 @@ def test_summary_csv_agrees_with_the_run_folders():
 
 def test_students_fit_the_homework_budgets():
     for exp in ex.CATALOGUE.values():
-        result = ex.find_result(exp)
+        result = ex.find_result(exp, RESULTS)
         if result is None or exp.group != "student":
             continue
         budget = TINY_BUDGET if exp.name.startswith("student-27k") else STRONG_BUDGET

@@ -1,0 +1,157 @@
+"""The experiment catalogue: every run the book shows, as frozen descriptions.
+
+An `Experiment` is a `TrainConfig` plus what happens around the trainer (distil from a
+teacher's cached logits, start from a slimmed model, combine teachers, or cut a stored
+model without training). Its content hash keys its stored result, ``results/<name>-<hash>/``
+(see :mod:`fer_lib.store`). The catalogue is built on first use (`experiments()`), not at
+import: it sizes every sweep model, which takes seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from .config import TrainConfig
+from .models import width_for_params
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One run of the catalogue.
+
+    kind: "train" (the trainer), "ensemble" (combine `members`' logits; no training), or
+        "cut" (slim `slim_from` by `slim_fraction` and score it as it is: no training).
+    teacher: name of an experiment whose ``train_logits.npz`` the student distils from.
+    slim_from / slim_fraction: start from that experiment's weights with this share of
+        its expanded channels removed by network slimming, then fine-tune ("train") or
+        not ("cut"); `train` then only fixes the validation split it is scored on.
+    precision: the export precision the result is reported at (bytes, summary row).
+    keep_logits: store float16 logits (True) or uint8 predictions (False).
+    """
+
+    name: str
+    group: str
+    train: TrainConfig = field(default_factory=TrainConfig)
+    kind: str = "train"
+    members: tuple[str, ...] = ()
+    teacher: str | None = None
+    slim_from: str | None = None
+    slim_fraction: float = 0.0
+    precision: str = "fp16"
+    keep_logits: bool = False
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))  # tuples -> lists: the JSON form
+
+    @property
+    def key(self) -> str:
+        """Short content hash of the whole description (name included)."""
+        return config_hash(self.to_dict())
+
+    @property
+    def folder(self) -> str:
+        return f"{self.name}-{self.key}"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Experiments that must finish first."""
+        return tuple(self.members) + tuple(n for n in (self.teacher, self.slim_from) if n)
+
+
+def config_hash(config: dict) -> str:
+    """First 10 hex digits of the sha256 of the canonical JSON of `config`."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# ----------------------------------------------------------------------------- the catalogue
+SWEEP_TARGETS = (1_000, 4_000, 16_000, 64_000, 256_000, 1_000_000)
+SWEEP_SEEDS = (0, 1, 2)
+SWEEP_FAMILIES = {"mobilenet_v1": "sweep-mobilenet", "cnn": "sweep-cnn"}
+# One recipe for every sweep point, so the two families differ only in architecture.
+# Small models are bound by kernel-launch overhead on a GPU, where bf16 autocast only adds
+# cast kernels: they train in fp32 (TF32 convolutions); the big teachers use bf16.
+SWEEP_RECIPE = dict(epochs=30, batch_size=256, lr=0.1, weight_decay=5e-4, amp=False)
+HW3_RECIPE = dict(epochs=50, batch_size=256, lr=0.1, weight_decay=5e-4, erase=0.5)
+TEACHER_RECIPE = dict(HW3_RECIPE, epochs=36)
+STUDENT_RECIPE = dict(epochs=50, batch_size=256, lr=0.1, weight_decay=4e-5, amp=False,
+                      kd_temperature=4.0, kd_alpha=0.9)
+# 27k parameters is the widest student whose int8 file fits the 32,768-byte tiny budget.
+STUDENT_WIDTHS = {"100k": 100_000, "200k": 200_000, "27k": 27_000}
+TEACHERS = ("teacher-vgg-s0", "teacher-vgg-s1", "teacher-vgg-s2")
+ENSEMBLE = "teacher-ensemble"
+CUT_FRACTIONS = (0.3, 0.5, 0.7)
+
+
+def _student(size: str, *, kd: bool = True, precision: str = "int8", group: str = "student",
+             suffix: str = "", **recipe) -> Experiment:
+    width = round(width_for_params("mobilenet_v2", STUDENT_WIDTHS[size]), 4)
+    cfg = TrainConfig(family="mobilenet_v2", model_args={"width": width},
+                      **dict(STUDENT_RECIPE, **recipe))
+    name = f"student-{size}{'-kd' if kd else '-nokd'}{suffix}"
+    return Experiment(name, group, cfg, teacher=ENSEMBLE if kd else None,
+                      precision=precision, keep_logits=group == "student")
+
+
+def build_catalogue() -> dict[str, Experiment]:
+    """Every experiment the book shows, by name."""
+    exps = [Experiment("hw3-cnn", "hw3", TrainConfig(family="hw3_cnn", **HW3_RECIPE),
+                       keep_logits=True, precision="fp32")]
+    for name in TEACHERS:
+        family, seed = name.split("-")[1], int(name[-1])
+        exps.append(Experiment(name, "teacher", TrainConfig(family=family, seed=seed,
+                                                            **TEACHER_RECIPE),
+                               keep_logits=True, precision="fp32"))
+    exps.append(Experiment(ENSEMBLE, "ensemble", kind="ensemble", members=TEACHERS,
+                           keep_logits=True, precision="fp32"))
+    for family, group in SWEEP_FAMILIES.items():
+        for target in SWEEP_TARGETS:
+            width = round(width_for_params(family, target), 4)
+            for seed in SWEEP_SEEDS:
+                cfg = TrainConfig(family=family, model_args={"width": width}, seed=seed,
+                                  **SWEEP_RECIPE)
+                exps.append(Experiment(f"{group}-{target // 1000}k-s{seed}", group, cfg))
+    exps += [_student("100k"), _student("200k"), _student("27k"),
+             _student("100k", kd=False, group="ablation-kd"),
+             _student("200k", kd=False, group="ablation-kd"),
+             _student("27k", kd=False, group="ablation-kd")]
+    exps += [_student("100k", group="ablation-temperature", suffix=f"-T{t}", kd_temperature=t)
+             for t in (1, 2, 8)]
+    # Network slimming: sparsify a wider student's BatchNorm gammas, then cut and fine-tune.
+    sparse = _student("200k", group="ablation-prune", suffix="-sparse", bn_l1=1e-4)
+    exps.append(sparse)
+    exps += [dataclasses.replace(sparse, name=f"student-200k-kd-slim{round(f * 100)}",
+                                 slim_from=sparse.name, slim_fraction=f,
+                                 train=dataclasses.replace(sparse.train, epochs=30, lr=0.01,
+                                                           bn_l1=0.0))
+             for f in (0.3, 0.5, 0.7)]
+    # The contrast: the stored student (no L1 penalty) cut without any fine-tuning.
+    student = next(e for e in exps if e.name == "student-200k-kd")
+    exps += [Experiment(f"{student.name}-cut{round(f * 100)}", "ablation-cut", student.train,
+                        kind="cut", slim_from=student.name, slim_fraction=f, precision="int8")
+             for f in CUT_FRACTIONS]
+    return {e.name: e for e in exps}
+
+
+
+
+@functools.cache
+def experiments() -> dict[str, Experiment]:
+    """The catalogue, by name (built once per process, on first use)."""
+    return build_catalogue()
+
+
+def get(name: str) -> Experiment:
+    """The catalogue entry `name`; a KeyError naming the closest names if there is none."""
+    found = experiments()
+    if name not in found:
+        import difflib
+
+        close = difflib.get_close_matches(name, found, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise KeyError(f"no experiment named {name!r} in the catalogue{hint}")
+    return found[name]

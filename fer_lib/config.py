@@ -1,0 +1,138 @@
+"""Training configurations: a frozen `TrainConfig`, presets, and config files.
+
+A run is a pure function of its `TrainConfig` (and the data): the experiment catalogue
+hashes it to key stored results. Configs come from presets by name or from .json/.yaml
+files; unknown keys and invalid values are refused by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data import SPLIT_SEED, VAL_FRACTION
+from .models import build
+
+
+class ConfigError(ValueError):
+    """A config names an unknown key, preset, family or an invalid value."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Frozen: a run is a pure function of it."""
+
+    family: str = "mobilenet_v2"
+    model_args: dict = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "sgd"          # "sgd" (Nesterov momentum) or "adamw"
+    lr: float = 0.05                # peak learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"        # "cosine" (with linear warm-up) or "onecycle"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    # augmentation, applied on the device
+    shift: float = 4.0              # max translation, pixels
+    flip: bool = True               # random horizontal flip
+    rotate: float = 10.0            # max rotation, degrees
+    scale: float = 0.1              # max relative zoom in or out
+    erase: float = 0.25             # probability of random erasing per image
+    # data
+    val_fraction: float = VAL_FRACTION
+    split_seed: int = SPLIT_SEED
+    subset: int | None = None       # use a stratified subset of this many training images
+    seed: int = 0
+    # distillation (a teacher is passed to `train`) and network slimming
+    kd_temperature: float = 4.0
+    kd_alpha: float = 0.9
+    bn_l1: float = 0.0              # L1 weight on BatchNorm gammas (slimming), 0 = off
+    channels_last: bool = True
+    amp: bool = True                # bf16 autocast on CUDA (ignored on CPU)
+
+    def __post_init__(self):
+        _validate(self)
+
+
+def _validate(cfg: TrainConfig) -> None:
+    checks = {
+        "epochs": cfg.epochs >= 1, "batch_size": cfg.batch_size >= 1, "lr": cfg.lr > 0,
+        "optimizer": cfg.optimizer in ("sgd", "adamw"),
+        "schedule": cfg.schedule in ("cosine", "onecycle"),
+        "val_fraction": 0 < cfg.val_fraction < 1, "weight_decay": cfg.weight_decay >= 0,
+        "label_smoothing": 0 <= cfg.label_smoothing < 1, "erase": 0 <= cfg.erase <= 1,
+        "kd_temperature": cfg.kd_temperature > 0, "kd_alpha": 0 <= cfg.kd_alpha <= 1,
+        "bn_l1": cfg.bn_l1 >= 0, "subset": cfg.subset is None or cfg.subset >= 7,
+        "model_args": isinstance(cfg.model_args, dict),
+    }
+    bad = [key for key, ok in checks.items() if not ok]
+    if bad:
+        raise ConfigError(f"invalid config value for {bad[0]!r}: {getattr(cfg, bad[0])!r}")
+    try:
+        build(cfg.family, **cfg.model_args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+PRESETS: dict[str, dict] = {
+    # a seconds-long run on CPU, for checking the plumbing
+    "smoke": dict(family="mobilenet_v2", model_args={"width": 0.25}, epochs=2, batch_size=64,
+                  lr=0.05, warmup_epochs=0.2),
+    "student": dict(family="mobilenet_v2", epochs=60),
+    "hw3_cnn": dict(family="hw3_cnn", epochs=60, lr=0.02),
+    "teacher_vgg": dict(family="vgg", epochs=60, lr=0.02),
+    "teacher_resnet": dict(family="resnet", epochs=60, lr=0.02),
+    "mobilenet_v1": dict(family="mobilenet_v1", model_args={"width": 0.3}, epochs=40),
+    "cnn": dict(family="cnn", model_args={"width": 0.1}, epochs=40),
+}
+
+
+def make_config(values: dict, source: str = "config") -> TrainConfig:
+    """A TrainConfig from a dict, rejecting unknown keys by name."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown config key {unknown[0]!r}; known keys: "
+                          f"{', '.join(sorted(known))}")
+    return TrainConfig(**values)
+
+
+def _read_config_file(path: Path):
+    """The parsed content of a .json or .yaml file; a syntax error names the file."""
+    raw = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(raw)
+        import yaml
+
+        return yaml.safe_load(raw)
+    except ValueError as err:  # json.JSONDecodeError is a ValueError
+        raise ConfigError(f"{path}: not valid JSON: {err}") from None
+    except Exception as err:  # yaml.YAMLError and its subclasses
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+
+
+def load_config(name_or_path: str | os.PathLike, **overrides) -> TrainConfig:
+    """A preset by name (see `PRESETS`) or a .json / .yaml file, with keyword overrides."""
+    text = str(name_or_path)
+    if text in PRESETS:
+        values = dict(PRESETS[text])
+    elif Path(text).suffix.lower() in (".json", ".yaml", ".yml") and Path(text).is_file():
+        values = _read_config_file(Path(text))
+        if not isinstance(values, dict):
+            raise ConfigError(f"{text}: a config file must hold a mapping of keys to values")
+        if "preset" in values:
+            preset = values.pop("preset")
+            if preset not in PRESETS:
+                raise ConfigError(f"{text}: unknown preset {preset!r}; presets: "
+                                  f"{', '.join(PRESETS)}")
+            values = dict(PRESETS[preset], **values)
+    else:
+        raise ConfigError(f"unknown preset or config file {text!r}; presets: "
+                          f"{', '.join(PRESETS)} (or a path to a .json/.yaml file)")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return make_config(values, source=text)

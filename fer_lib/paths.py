@@ -1,0 +1,50 @@
+"""Where the project's folders are: ``results/``, ``runs/`` and ``data/``.
+
+They follow the working directory, not the installed package, so a non-editable
+install reads and writes the project a command runs in, never site-packages:
+
+* ``$FER_RESULTS_DIR`` and ``$FER_RUNS_DIR`` set them explicitly;
+* otherwise the project root is ``$FER_PROJECT_DIR``, else the nearest folder, from the
+  working directory upwards, that holds a ``results/`` folder (so the book's chapters,
+  which run in ``book/``, find the repository's), else the working directory itself.
+
+Each is looked up when called, so a process that changes directory follows it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The folder holding ``results/``, ``runs/`` and ``data/`` (see the module doc)."""
+    explicit = os.environ.get("FER_PROJECT_DIR", "").strip()
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "results").is_dir():
+            return folder
+    return here
+
+
+def _explicit(variable: str) -> Path | None:
+    value = os.environ.get(variable, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+def results_dir() -> Path:
+    """Committed, content-keyed results: ``$FER_RESULTS_DIR`` or ``<root>/results``."""
+    return _explicit("FER_RESULTS_DIR") or project_root() / "results"
+
+
+def runs_dir() -> Path:
+    """Checkpoints and logs of runs in progress (never committed): ``$FER_RUNS_DIR`` or
+    ``<root>/runs``."""
+    return _explicit("FER_RUNS_DIR") or project_root() / "runs"
+
+
+def data_dir() -> Path:
+    """Where FER2013 is looked for when ``$FER2013_PATH`` is unset: ``<root>/data``."""
+    return project_root() / "data"

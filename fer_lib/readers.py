@@ -1,0 +1,296 @@
+"""Reading FER2013's three source kinds into arrays: image-folder zip, folder, CSV.
+
+Each reader returns the images, labels and split indices in the source's canonical
+order (split, then CSV row or numeric id). Every problem is reported with the file and
+the row or member at fault: raised at once, or (``skip_bad``) collected and skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import FER2013Error, FER2013Warning
+
+CLASS_NAMES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
+SPLITS = ("Training", "PublicTest", "PrivateTest")
+IMAGE_SIZE = 48
+NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+# Image-folder class names -> challenge numbering (0=Angry ... 6=Neutral).
+FOLDER_LABELS = {name.lower(): label for label, name in enumerate(CLASS_NAMES)}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CSV_COLUMNS = ("emotion", "pixels", "usage")
+_MEMBER_RE = re.compile(r"^(?P<split>[A-Za-z]+)_(?P<id>\d+)$")
+_REASONS_SHOWN = 5
+
+
+def source_kind(path: Path) -> tuple[str, Path]:
+    """Classify a source as ``("zip"|"csv"|"folder", path)``; a folder holding a
+    ``fer2013.zip`` or ``fer2013.csv`` resolves to that file."""
+    if path.is_dir():
+        for name in ("fer2013.zip", "fer2013.csv"):
+            if (path / name).is_file():
+                return source_kind(path / name)
+        return "folder", path
+    # The zip magic also catches a renamed zip; the suffix catches a truncated one,
+    # which must fail as a bad zip rather than as a garbled CSV.
+    with open(path, "rb") as handle:
+        is_zip = handle.read(2) == b"PK" or path.suffix.lower() == ".zip"
+    return ("zip" if is_zip else "csv"), path
+
+
+# --------------------------------------------------------------------------- problems
+
+
+class _Problems:
+    """Raise on the first bad row/image, or (``skip_bad``) collect the reasons."""
+
+    def __init__(self, skip_bad: bool):
+        self.skip_bad = skip_bad
+        self.reasons: list[str] = []
+
+    def report(self, message: str) -> None:
+        if not self.skip_bad:
+            raise FER2013Error(message)
+        self.reasons.append(message)
+
+
+def warn_skipped(reasons: list[str], source: str) -> None:
+    shown = "; ".join(reasons[:_REASONS_SHOWN])
+    more = f" (and {len(reasons) - _REASONS_SHOWN} more)" if len(reasons) > _REASONS_SHOWN else ""
+    warnings.warn(
+        f"skipped {len(reasons)} bad images/rows in {source}: {shown}{more}",
+        FER2013Warning,
+        stacklevel=3,
+    )
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def _is_image_member(name: str) -> bool:
+    """True for image files; folders, macOS debris and hidden files are not data."""
+    parts = name.split("/")
+    if not parts[-1] or "__MACOSX" in parts or parts[-1].startswith("."):
+        return False
+    return parts[-1].lower().endswith(IMAGE_SUFFIXES)
+
+
+def _parse_member(name: str) -> tuple[int, int, int]:
+    """``"train/happy/Training_123.jpg"`` -> ``(split index, id, label)``."""
+    parts = name.split("/")
+    if len(parts) < 2:
+        raise FER2013Error(f"{name}: image is not inside a class folder")
+    folder = parts[-2].lower()
+    if folder not in FOLDER_LABELS:
+        raise FER2013Error(
+            f"{name}: unknown class folder {parts[-2]!r}; expected one of {sorted(FOLDER_LABELS)}"
+        )
+    match = _MEMBER_RE.match(parts[-1].rsplit(".", 1)[0])
+    if match is None or match["split"] not in SPLITS:
+        raise FER2013Error(
+            f"{name}: file name must be <split>_<numeric id> with split one of {SPLITS}"
+        )
+    return SPLITS.index(match["split"]), int(match["id"]), FOLDER_LABELS[folder]
+
+
+def _decode_image(data: bytes, name: str) -> np.ndarray:
+    """Decode one image file to uint8 (48, 48); anything but 48x48 grey is an error."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.mode != "L" or image.size != (IMAGE_SIZE, IMAGE_SIZE):
+                # Converting would hide a different release (RGB crops, other sizes).
+                raise FER2013Error(
+                    f"{name}: expected a 48x48 greyscale (mode L) image, "
+                    f"got {image.size[0]}x{image.size[1]} mode {image.mode}"
+                )
+            return np.asarray(image, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise FER2013Error(f"{name}: cannot decode image ({error})") from error
+
+
+def _decode_members(
+    names: Iterable[str], read: Callable[[str], bytes], problems: _Problems
+) -> tuple[list[np.ndarray], list[int], list[int]]:
+    """Decode image members in canonical order -> (images, labels, split indices)."""
+    keyed = []
+    for name in names:
+        try:
+            split, number, label = _parse_member(name)
+        except FER2013Error as error:
+            problems.report(str(error))
+            continue
+        keyed.append((split, number, name, label))
+    images, labels, splits = [], [], []
+    for split, _, name, label in sorted(keyed):
+        try:
+            images.append(_decode_image(read(name), name))
+        except FER2013Error as error:
+            problems.report(str(error))
+            continue
+        labels.append(label)
+        splits.append(split)
+    return images, labels, splits
+
+
+def _load_zip(path: Path, problems: _Problems) -> tuple[list, list, list]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if _is_image_member(n)]
+            if not names:
+                return _load_csv_in_zip(archive, path, problems)
+
+            def read(name: str) -> bytes:
+                return archive.read(name)
+
+            return _decode_members(names, read, problems)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+        raise FER2013Error(f"{path}: corrupt or truncated zip ({error})") from error
+
+
+def _load_csv_in_zip(archive: zipfile.ZipFile, path: Path, problems: _Problems):
+    """Some mirrors ship the challenge CSV zipped; accept a zip holding one CSV."""
+    csvs = [n for n in archive.namelist() if n.lower().endswith(".csv") and "__MACOSX" not in n]
+    if len(csvs) != 1:
+        raise FER2013Error(
+            f"{path}: zip holds no images under <class>/<split>_<id>.jpg "
+            f"and {len(csvs)} CSV files (expected one)"
+        )
+    with archive.open(csvs[0]) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        return _parse_csv(text, f"{path}:{csvs[0]}", problems)
+
+
+def folder_members(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted, so hashes and errors are reproducible."""
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _load_folder(root: Path, problems: _Problems) -> tuple[list, list, list]:
+    names = [
+        p.relative_to(root).as_posix()
+        for p in folder_members(root)
+        if _is_image_member(p.relative_to(root).as_posix())
+    ]
+    if not names:
+        raise FER2013Error(
+            f"{root}: no images found; expected train/<class>/Training_<id>.jpg and "
+            "test/<class>/PublicTest_<id>.jpg, or fer2013.zip / fer2013.csv in the folder"
+        )
+    return _decode_members(names, lambda name: (root / name).read_bytes(), problems)
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _csv_columns(first: list[str], source: str) -> tuple[dict[str, int], bool]:
+    """Column positions and whether ``first`` is a header (the real file has one)."""
+    cells = [cell.strip().lstrip("\ufeff").lower() for cell in first]
+    if cells and cells[0].isascii() and cells[0].isdigit():
+        return {name: i for i, name in enumerate(CSV_COLUMNS)}, False
+    missing = [name for name in CSV_COLUMNS if name not in cells]
+    if missing:
+        raise FER2013Error(
+            f"{source}: missing CSV column(s) {missing}; header is {first}, "
+            "expected emotion,pixels,Usage"
+        )
+    return {name: cells.index(name) for name in CSV_COLUMNS}, True
+
+
+def _parse_label(text: str, where: str) -> int:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) >= len(CLASS_NAMES):
+        raise FER2013Error(f"{where}: emotion {text!r} is not an integer 0..6")
+    return int(text)
+
+
+def _parse_pixels(text: str, where: str) -> np.ndarray:
+    """Space-separated grey levels -> uint8 (48, 48)."""
+    tokens = text.split()
+    if len(tokens) != NUM_PIXELS:
+        raise FER2013Error(f"{where}: {len(tokens)} pixels, expected {NUM_PIXELS}")
+    try:
+        values = np.array(tokens, dtype=np.int64)
+    except (ValueError, OverflowError) as error:
+        raise FER2013Error(f"{where}: non-integer pixel ({error})") from error
+    if values.min() < 0 or values.max() > 255:
+        raise FER2013Error(f"{where}: pixel outside 0..255 ({values.min()}..{values.max()})")
+    return values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
+
+
+def _parse_usage(text: str, where: str) -> int:
+    by_lower = {split.lower(): i for i, split in enumerate(SPLITS)}
+    if text.strip().lower() not in by_lower:
+        raise FER2013Error(f"{where}: unknown Usage {text.strip()!r}; expected one of {SPLITS}")
+    return by_lower[text.strip().lower()]
+
+
+def _csv_rows(text: io.TextIOBase, source: str) -> Iterator[tuple[str, list[str], dict]]:
+    """Yield ``(where, row, columns)`` for each non-blank data row."""
+    reader = csv.reader(text)
+    columns = None
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue  # blank lines (e.g. a doubled trailing newline) carry no data
+        if columns is None:
+            columns, is_header = _csv_columns(row, source)
+            if is_header:
+                continue
+        yield f"{source} line {reader.line_num}", row, columns
+    if columns is None:
+        raise FER2013Error(f"{source}: the CSV is empty")
+
+
+def _parse_csv(text: io.TextIOBase, source: str, problems: _Problems):
+    """CSV text -> (images, labels, split indices), rows grouped by split in order."""
+    rows: list[tuple[int, np.ndarray, int]] = []
+    for where, row, columns in _csv_rows(text, source):
+        try:
+            if len(row) < len(columns):
+                raise FER2013Error(f"{where}: {len(row)} fields, expected {len(columns)}")
+            label = _parse_label(row[columns["emotion"]], where)
+            image = _parse_pixels(row[columns["pixels"]], where)
+            split = _parse_usage(row[columns["usage"]], where)
+        except FER2013Error as error:
+            problems.report(str(error))
+            continue
+        rows.append((split, image, label))
+    # A stable sort keeps CSV row order within each split.
+    rows.sort(key=lambda r: r[0])
+    return [r[1] for r in rows], [r[2] for r in rows], [r[0] for r in rows]
+
+
+def _load_csv(path: Path, problems: _Problems):
+    try:
+        # utf-8-sig drops a BOM; newline="" lets csv handle CRLF line endings.
+        with open(path, encoding="utf-8-sig", newline="") as text:
+            return _parse_csv(text, str(path), problems)
+    except UnicodeDecodeError as error:
+        raise FER2013Error(f"{path}: neither a zip nor a UTF-8 CSV ({error})") from error
+
+
+# --------------------------------------------------------------------------- loading
+
+_LOADERS = {"zip": _load_zip, "folder": _load_folder, "csv": _load_csv}
+
+
+def decode_source(kind: str, path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
+    problems = _Problems(skip_bad)
+    images, labels, splits = _LOADERS[kind](path, problems)
+    empty = [s for i, s in enumerate(SPLITS) if i not in set(splits)]
+    if empty:
+        raise FER2013Error(f"{path}: split(s) {empty} have no images")
+    return {
+        "images": np.stack(images).astype(np.uint8, copy=False),
+        "labels": np.asarray(labels, dtype=np.int64),
+        "usage": np.asarray(SPLITS)[np.asarray(splits)],
+        "skipped": np.asarray(problems.reasons, dtype=str),
+    }
