@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fer_lib import experiments as ex
-from fer_lib.data import CLASS_NAMES, load_fer2013, train_val_split
+from fer_lib.data import CLASS_NAMES, evaluation_sets, load_fer2013
 from fer_lib.evaluate import accuracy
 from fer_lib.quantize import STRONG_BUDGET, TINY_BUDGET
 
@@ -77,14 +77,12 @@ def test_accuracies_recomputed_from_committed_outputs_match_metrics(fer_zip_path
     """With the real data: every run's stored outputs score its stored accuracies against
     the real labels. One test for all runs, so a clone without the data skips it once."""
     data = load_fer2013(fer_zip_path)
-    _, train_labels = data.split("Training")
     wrong = []
     for folder in FOLDERS:
         result = _result(folder)
         cfg = result.experiment.train
-        val_rows = train_val_split(train_labels, cfg.val_fraction, cfg.split_seed)[1]
-        y = {"val": train_labels[val_rows], "public": data.split("PublicTest")[1],
-             "private": data.split("PrivateTest")[1]}
+        y = {name: labels for name, (_, labels)
+             in evaluation_sets(data, cfg.val_fraction, cfg.split_seed).items()}
         outputs = result.logits()
         for split, truth in y.items():
             out = outputs[split]
