@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	-$(PY) -m pip install --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)" || $(PY) -m pip install "torch>=2.4"
-	$(PY) -m pip install -e ".[book,test]"
+	$(PY) -m pip install -e ".[book,test,cluster]"
 	touch $@
 
 # What a reader types, in one run: the tests in tests/ and nbval over the committed

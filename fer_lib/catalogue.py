@@ -13,7 +13,9 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from .config import TrainConfig
 from .models import width_for_params
@@ -141,8 +143,32 @@ def build_catalogue() -> dict[str, Experiment]:
 
 @functools.cache
 def experiments() -> dict[str, Experiment]:
-    """The catalogue, by name (built once per process, on first use)."""
-    return build_catalogue()
+    """The catalogue, by name (built once per process, on first use).
+
+    ``$FER_CATALOGUE`` (``/path/to/file.py:function``) replaces the book's catalogue with
+    the experiments that function returns (a list or a dict of `Experiment`): a lab's own
+    runs, or a test's tiny ones, scheduled by `fer reproduce` like the book's.
+    """
+    spec = os.environ.get("FER_CATALOGUE", "").strip()
+    if not spec:
+        return build_catalogue()
+    found = _load_custom(spec)
+    return {e.name: e for e in (found.values() if isinstance(found, dict) else found)}
+
+
+def _load_custom(spec: str):
+    import importlib.util
+
+    path, _, function = spec.rpartition(":")
+    if not path or not Path(path).is_file():
+        raise ValueError(f"FER_CATALOGUE={spec}: expected /path/to/file.py:function")
+    module_spec = importlib.util.spec_from_file_location(f"fer_catalogue_{Path(path).stem}",
+                                                         path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, function):
+        raise ValueError(f"FER_CATALOGUE={spec}: {path} defines no {function!r}")
+    return getattr(module, function)()
 
 
 def get(name: str) -> Experiment:

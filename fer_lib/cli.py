@@ -180,8 +180,9 @@ def cmd_reproduce(args) -> None:
 
     wanted = _selected(args.only)
     todo = [n for n in wanted if args.rerun or find_result(catalogue.get(n)) is None]
-    print(f"{len(wanted)} experiments selected, {len(todo)} to run, {args.jobs} at a time")
-    failed = run_jobs(todo, args)
+    how = f"{args.jobs} at a time" if args.backend == "local" else "as Ray tasks"
+    print(f"{len(wanted)} experiments selected, {len(todo)} to run ({how})")
+    failed = run_jobs(todo, args) if args.backend == "local" else _run_on_ray(todo, args)
     write_summary()
     rows = [r for r in summary_rows() if r["run"] in wanted]
     print(f"\n{'run':34s} {'params':>9s} {'bytes':>9s} {'prec':>5s} {'val':>6s} "
@@ -191,6 +192,25 @@ def cmd_reproduce(args) -> None:
               f"{r['val_acc']:6.3f} {r['public_acc']:6.3f} {r['private_acc']:7.3f}")
     if failed:
         raise RuntimeError(f"failed: {', '.join(failed)} (logs in runs/<name>.log)")
+
+
+def _run_on_ray(todo: list[str], args) -> list[str]:
+    from . import paths
+    from .cluster import ClusterOptions, check_address, run_on_ray
+    from .data import load_fer2013
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise RuntimeError('--backend ray needs Ray: pip install -e ".[cluster]"') from None
+    check_address(args.address)  # before loading the data: fail fast
+    if not todo:
+        return []
+    options = ClusterOptions(address=args.address, cpus_per_run=args.cpus_per_run,
+                             gpus_per_run=args.gpus_per_run, retries=args.retries,
+                             device=args.device)
+    return run_on_ray(todo, load_fer2013(args.data), options, results_dir=paths.results_dir(),
+                      runs_dir=paths.runs_dir())
 
 
 def cmd_rescore(args) -> None:
@@ -301,6 +321,14 @@ def _add_catalogue_commands(sub) -> None:
     p.add_argument("--rerun", action="store_true",
                    help="run the selected experiments even if stored (replaces their results)")
     p.add_argument("--data", help=data_help)
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local subprocesses (default) or Ray tasks (pip install -e .[cluster])")
+    p.add_argument("--address", help="Ray: auto, host:port or ray://host:port "
+                                     "(default: start a local Ray)")
+    p.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs each run asks for")
+    p.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="Ray: GPUs each run asks for; a fraction lets small runs share one")
+    p.add_argument("--retries", type=int, default=2, help="Ray: retries of a failed run")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("rescore", help="re-score stored runs in float32 from their weights")
