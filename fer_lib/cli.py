@@ -45,7 +45,9 @@ def cmd_train(args) -> None:
     from .train import load_config, train
 
     cfg = load_config(args.config, epochs=args.epochs, subset=args.subset, seed=args.seed)
-    out = Path(args.out or Path("runs") / f"train-{Path(str(args.config)).stem}")
+    from .paths import runs_dir
+
+    out = Path(args.out or runs_dir() / f"train-{Path(str(args.config)).stem}")
     if (out / "checkpoint.pt").exists() and not (args.resume or args.force):
         raise FileExistsError(f"{out / 'checkpoint.pt'} exists: pass --resume to continue it "
                               "or --force to start over and overwrite it")
@@ -294,7 +296,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--epochs", type=int, help="override the number of epochs")
     p.add_argument("--subset", type=int, help="train on a stratified subset of N images")
     p.add_argument("--seed", type=int, help="override the seed")
-    p.add_argument("--out", help="output folder (default runs/train-CONFIG)")
+    p.add_argument("--out", help="output folder (default: the project's runs/train-CONFIG)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     p.add_argument("--force", action="store_true", help="overwrite a checkpoint in --out")
     p.add_argument("--data", help=data_help)

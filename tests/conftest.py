@@ -231,6 +231,15 @@ def fer_cache_dir(tmp_path_factory) -> Path:
         yield path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fer_runs_dir(tmp_path_factory) -> Path:
+    """``$FER_RUNS_DIR`` in a tmp folder: no test leaves checkpoints in the repo's runs/."""
+    path = tmp_path_factory.mktemp("fer_runs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FER_RUNS_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def fer_sample() -> FERSample:
     """A synthetic FER2013 (~300 Training, ~100 per test split), always available."""

@@ -237,14 +237,15 @@ def test_missing_teacher_cache_says_exactly_what_to_run(mini, small_fer, tmp_pat
                          runs_dir=tmp_path / "no-runs", device="cpu")
 
 
-def test_a_teacher_on_another_split_is_refused(mini, small_fer, monkeypatch):
+def test_a_teacher_on_another_split_is_refused(mini, small_fer, monkeypatch, tmp_path):
     catalogue, results = mini
     moved = dataclasses.replace(catalogue["stu"], name="stu-split1",
                                 train=dataclasses.replace(catalogue["stu"].train, split_seed=1))
     monkeypatch.setattr(catalogue_module, "experiments", lambda: {**catalogue,
                                                                   moved.name: moved})
     with pytest.raises(ex.ConfigError, match="saw the student's validation rows"):
-        ex.load_or_train(moved, small_fer, results_dir=results, device="cpu")
+        ex.load_or_train(moved, small_fer, results_dir=results, runs_dir=tmp_path,
+                         device="cpu")
 
 
 def test_a_teacher_cache_of_other_data_is_refused(mini, small_fer):
