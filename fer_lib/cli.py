@@ -56,9 +56,7 @@ def cmd_train(args) -> None:
                    quiet=args.quiet)
     scores = score(result.model, evaluation_sets(data, cfg.val_fraction, cfg.split_seed),
                    device=args.device or "cpu")
-    metrics = dict(result.metrics)
-    for name, acc in scores.accuracy["fp32"].items():
-        metrics[f"{name}_acc"], metrics[f"{name}_acc_notta"] = acc, scores.plain[name]
+    metrics = result.metrics | scores.headline()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(json.dumps(metrics, indent=1))
     print(f"checkpoint and metrics in {out}")
@@ -102,10 +100,7 @@ def _evaluate_stored_outputs(result, sets: dict) -> None:
     from .evaluate import accuracy
 
     outputs = result.logits()
-    accs = {}
-    for name, (_, labels) in sets.items():
-        out = outputs[name]
-        accs[name] = accuracy(out, labels) if out.ndim == 2 else float((out == labels).mean())
+    accs = {name: accuracy(outputs[name], labels) for name, (_, labels) in sets.items()}
     exp = result.experiment
     print(f"{exp.name} ({result.path}): no weights committed; its stored "
           f"{'logits' if exp.keep_logits else 'predictions'} scored against the labels "

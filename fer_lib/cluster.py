@@ -18,7 +18,6 @@ travel once, through the object store. Ray is an optional extra:
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import tempfile
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import catalogue
+from .store import replacing_folder
 
 # Settings a worker must share with the driver (the catalogue, the data's location...).
 FORWARDED_ENV = ("FER_", "FER2013_PATH")
@@ -65,16 +65,11 @@ def folder_bytes(path: Path) -> dict:
 
 def write_folder(packed: dict, results_dir: Path) -> Path:
     """Write a packed result folder into `results_dir` atomically; returns its path."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{packed['folder']}-", dir=results_dir))
-    for relative, blob in packed["files"].items():
-        (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / relative).write_bytes(blob)
-    final = results_dir / packed["folder"]
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+    with replacing_folder(results_dir, packed["folder"]) as tmp:
+        for relative, blob in packed["files"].items():
+            (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / relative).write_bytes(blob)
+    return results_dir / packed["folder"]
 
 
 def run_task(exp, data, runs_dir: str, device: str, threads: int, *needs: dict) -> dict:

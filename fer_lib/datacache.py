@@ -29,8 +29,6 @@ def cache_folder(cache_dir: str | os.PathLike | None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "fer_lib"
 
 
-
-
 def _hash_file(path: Path, digest) -> None:
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):

@@ -24,7 +24,6 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
     return (x.float() - PIXEL_MEAN) / PIXEL_STD
 
 
-@torch.no_grad()
 def predict_views(model: nn.Module, images: np.ndarray | torch.Tensor, *,
                   batch_size: int = 512, device: str | torch.device = "cpu",
                   channels_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -33,21 +32,9 @@ def predict_views(model: nn.Module, images: np.ndarray | torch.Tensor, *,
     One forward pass per batch scores both views (the batch and its mirror stacked), and
     the model is moved to `device` with its inputs. No autocast: float32 on every device.
     """
-    model = model.to(device).eval()
-    images = torch.as_tensor(images)
-    plain, mirrored = [], []
-    for start in range(0, len(images), batch_size):
-        x = to_input(images[start:start + batch_size].to(device))
-        both = torch.cat([x, torch.flip(x, dims=[3])])
-        if channels_last:
-            both = both.contiguous(memory_format=torch.channels_last)
-        logits = model(both).float().cpu()
-        plain.append(logits[:len(x)])
-        mirrored.append(logits[len(x):])
-    if not plain:
-        empty = np.zeros((0, 7), np.float32)
-        return empty, empty
-    return torch.cat(plain).numpy(), torch.cat(mirrored).numpy()
+    both = _logits(model, images, mirror=True, batch_size=batch_size, device=device,
+                   channels_last=channels_last)
+    return both[:, 0], both[:, 1]
 
 
 def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, tta: bool = False,
@@ -59,30 +46,43 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, tta: 
     (horizontal-flip test-time augmentation: faces are roughly symmetric).
     """
     if not tta:
-        return _plain_logits(model, images, batch_size, device, channels_last)
+        return _logits(model, images, mirror=False, batch_size=batch_size, device=device,
+                       channels_last=channels_last)
     plain, mirrored = predict_views(model, images, batch_size=batch_size, device=device,
                                     channels_last=channels_last)
     return (plain + mirrored) / 2
 
 
 @torch.no_grad()
-def _plain_logits(model, images, batch_size, device, channels_last) -> np.ndarray:
+def _logits(model, images, *, mirror: bool, batch_size, device, channels_last) -> np.ndarray:
+    """(N, 7) float32 logits, or (N, 2, 7) with each mirror image's beside (`mirror`)."""
     model = model.to(device).eval()
     images = torch.as_tensor(images)
     out = []
     for start in range(0, len(images), batch_size):
         x = to_input(images[start:start + batch_size].to(device))
+        if mirror:
+            x = torch.cat([x, torch.flip(x, dims=[3])])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(model(x).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 7), np.float32)
+        logits = model(x).float().cpu()
+        out.append(torch.stack(logits.chunk(2), dim=1) if mirror else logits)
+    if not out:
+        return np.zeros((0, 2, 7) if mirror else (0, 7), np.float32)
+    return torch.cat(out).numpy()
 
 
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of rows whose arg-max equals the label."""
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose prediction equals the label.
+
+    `outputs`: logits (N, 7), predicted by their arg-max, or class predictions (N,) (what
+    runs without kept logits store).
+    """
     if len(labels) == 0:
         raise ValueError("accuracy of an empty set is undefined")
-    return float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean())
+    outputs = np.asarray(outputs)
+    predictions = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs
+    return float((predictions == np.asarray(labels)).mean())
 
 
 def confusion_matrix(predictions: np.ndarray, labels: np.ndarray,
@@ -115,6 +115,12 @@ class Scores:
     plain: dict[str, float]
     logits: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
+
+    def headline(self) -> dict[str, float]:
+        """The float32 numbers a run's metrics lead with: ``<set>_acc`` (flip TTA) and
+        ``<set>_acc_notta`` for each set."""
+        return ({f"{s}_acc": acc for s, acc in self.accuracy["fp32"].items()}
+                | {f"{s}_acc_notta": acc for s, acc in self.plain.items()})
 
 
 def score(model: nn.Module, sets: dict[str, tuple[np.ndarray, np.ndarray]],

@@ -112,8 +112,7 @@ def measure(model, data: FER2013, cfg: TrainConfig, work: Path, device) -> tuple
                      "flops": count_flops(model), "acc_by_precision": scores.accuracy,
                      "bytes": {p: export_npz(model, work / f"model-{p}.npz", p)
                                for p in PRECISIONS}}
-    metrics.update({f"{s}_acc": scores.accuracy["fp32"][s] for s in EVAL_SETS})
-    metrics.update({f"{s}_acc_notta": scores.plain[s] for s in EVAL_SETS})
+    metrics.update(scores.headline())
     metrics.update(class_metrics(scores.logits, scores.labels))
     return metrics, scores.logits
 

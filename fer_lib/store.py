@@ -28,6 +28,8 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,28 +145,41 @@ def store_result(exp: Experiment, files: dict, results_dir: str | os.PathLike | 
     ``train_logits`` ((rows, 2, 7)).
     """
     results_dir = _results(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{exp.name}-", dir=results_dir))
     config = {"experiment": exp.to_dict(), "hash": exp.key}
     if "model" in files:
         config["model"] = json.loads(json.dumps(files["model"]))
-    (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
-    write_metrics(tmp, files["metrics"])
-    with open(tmp / "history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch", "loss", "val_acc", "lr", "seconds"])
-        writer.writeheader()
-        writer.writerows(files["history"])
-    write_outputs(tmp, files["logits"], exp.keep_logits)
-    if "weights" in files:
-        np.savez(tmp / "weights-bn.npz", **files["weights"])
-    if "train_logits" in files:
-        np.savez_compressed(tmp / "train_logits.npz",
-                            logits=files["train_logits"].astype(np.float16))
-    final = results_dir / exp.folder
+    with replacing_folder(results_dir, exp.folder) as tmp:
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
+        write_metrics(tmp, files["metrics"])
+        with open(tmp / "history.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["epoch", "loss", "val_acc", "lr", "seconds"])
+            writer.writeheader()
+            writer.writerows(files["history"])
+        write_outputs(tmp, files["logits"], exp.keep_logits)
+        if "weights" in files:
+            np.savez(tmp / "weights-bn.npz", **files["weights"])
+        if "train_logits" in files:
+            np.savez_compressed(tmp / "train_logits.npz",
+                                logits=files["train_logits"].astype(np.float16))
+    return results_dir / exp.folder
+
+
+@contextmanager
+def replacing_folder(results_dir: Path, name: str) -> Iterator[Path]:
+    """A temporary folder inside `results_dir` that becomes ``results_dir/name`` (replacing
+    it) when the block ends, so a run folder is never seen half written; on an error it
+    is removed and the old folder stays."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=results_dir))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = results_dir / name
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    return final
 
 
 def write_metrics(folder: Path, metrics: dict) -> None:

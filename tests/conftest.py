@@ -222,22 +222,24 @@ def fer_zip_path() -> Path:
     return path
 
 
+def _folder_in_env(tmp_path_factory, variable: str):
+    """A session tmp folder named by environment `variable` while the session lasts."""
+    path = tmp_path_factory.mktemp(variable.lower())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(variable, str(path))
+        yield path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def fer_cache_dir(tmp_path_factory) -> Path:
     """A session cache folder set as ``$FER_CACHE_DIR`` so tests never touch ~/.cache."""
-    path = tmp_path_factory.mktemp("fer_cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FER_CACHE_DIR", str(path))
-        yield path
+    yield from _folder_in_env(tmp_path_factory, "FER_CACHE_DIR")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def fer_runs_dir(tmp_path_factory) -> Path:
     """``$FER_RUNS_DIR`` in a tmp folder: no test leaves checkpoints in the repo's runs/."""
-    path = tmp_path_factory.mktemp("fer_runs")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FER_RUNS_DIR", str(path))
-        yield path
+    yield from _folder_in_env(tmp_path_factory, "FER_RUNS_DIR")
 
 
 @pytest.fixture(scope="session")
