@@ -6,3 +6,14 @@ higher ones (tests/test_codebase.py checks it).
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["submission"]
+
+
+def __getattr__(name: str):
+    """`fer_lib.submission` without importing torch and pandas at `import fer_lib`."""
+    if name == "submission":
+        from .report import submission
+
+        return submission
+    raise AttributeError(f"module 'fer_lib' has no attribute {name!r}")

@@ -71,7 +71,7 @@ def config_hash(config: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- the catalogue
-SWEEP_TARGETS = (1_000, 4_000, 16_000, 64_000, 256_000, 1_000_000)
+SWEEP_TARGETS = (1_000, 2_000, 4_000, 8_000, 16_000, 64_000, 256_000, 1_000_000)
 SWEEP_SEEDS = (0, 1, 2)
 SWEEP_FAMILIES = {"mobilenet_v1": "sweep-mobilenet", "cnn": "sweep-cnn"}
 # One recipe for every sweep point, so the two families differ only in architecture.
