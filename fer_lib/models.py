@@ -309,3 +309,63 @@ def width_for_params(family: str, target: int, **hparams) -> float:
         else:
             hi = mid
     return min((lo, hi), key=lambda w: abs(params_for(family, width=w, **hparams) - target))
+
+
+def layer_table(model: nn.Module):
+    """One row per layer as the homework reports tabulate them, as a pandas DataFrame.
+
+    Columns: ``layer`` (what it is), ``kernel`` ("3×3"; "" where none), ``stride``,
+    ``expansion`` (inverted residuals' t; "" elsewhere), ``output`` ("C × H × W" or "C")
+    and ``params`` (trainable parameters, BatchNorm included). A conv-BN-activation is
+    one row, an inverted-residual block one row; pooling, dropout and flatten rows have
+    no parameters (dropout and flatten are left out).
+    """
+    import pandas as pd
+
+    units = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, InvertedResidual | nn.MaxPool2d | nn.AdaptiveAvgPool2d | nn.Linear
+                          | nn.BatchNorm1d)
+             or (isinstance(m, nn.Sequential) and len(m) and isinstance(m[0], nn.Conv2d))]
+    inside = {n for n, _ in units for other, _ in units if n.startswith(other + ".")}
+    units = [(n, m) for n, m in units if n not in inside]
+    shapes, hooks = {}, []
+    for name, module in units:
+        hooks.append(module.register_forward_hook(
+            lambda mod, _inp, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *INPUT_SHAPE, device=next(model.parameters()).device))
+    model.train(was_training)
+    for hook in hooks:
+        hook.remove()
+    return pd.DataFrame([_layer_row(m, shapes[n]) for n, m in units])
+
+
+def _layer_row(module: nn.Module, shape: tuple[int, ...]) -> dict:
+    row = {"layer": "", "kernel": "", "stride": "", "expansion": "",
+           "output": " × ".join(str(d) for d in shape),
+           "params": sum(p.numel() for p in module.parameters())}
+    if isinstance(module, InvertedResidual):
+        convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+        depthwise = next(c for c in convs if c.groups > 1 or c.kernel_size != (1, 1))
+        cin = convs[0].in_channels
+        row.update(layer="inverted residual" + (" + skip" if module.use_skip else ""),
+                   kernel="3×3 dw", stride=depthwise.stride[0],
+                   expansion=f"{depthwise.out_channels / cin:.3g}")
+    elif isinstance(module, nn.Sequential):
+        conv = module[0]
+        kind = "depthwise conv" if conv.groups == conv.in_channels > 1 else "conv"
+        act = type(module[-1]).__name__ if len(module) > 2 else "linear"
+        row.update(layer=f"{kind} + BN + {act}", kernel="×".join(map(str, conv.kernel_size)),
+                   stride=conv.stride[0])
+    elif isinstance(module, nn.MaxPool2d):
+        row.update(layer="max-pool", kernel=f"{module.kernel_size}×{module.kernel_size}",
+                   stride=module.stride)
+    elif isinstance(module, nn.AdaptiveAvgPool2d):
+        row.update(layer="global average pool")
+    elif isinstance(module, nn.BatchNorm1d):
+        row.update(layer="BN + ReLU")
+    else:
+        row.update(layer="dense (linear)")
+    return row

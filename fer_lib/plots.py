@@ -5,8 +5,9 @@ gives a labelled figure, `FAMILY_COLORS` / `FAMILY_LABELS` fix one colour and on
 name per model family, and `budget_lines()` marks the homework's byte budgets.
 Nothing here saves files: the book's notebooks display the figures inline.
 
-`PUBLISHED_ANCHORS` holds numbers from outside this repository (the course's
-homework reports, the literature), each with the caveat a reader needs.
+Every series is told apart by marker and line style as well as colour
+(`FAMILY_MARKERS`, `FAMILY_LINES`), so the figures read in greyscale too. The homework
+reports' numbers live in `fer_lib.report.REPORTS`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from .quantize import SIMPLE_BUDGET, STRONG_BUDGET, TINY_BUDGET
 
 # One colour per family, colour-blind safe (Okabe-Ito), the same in every chapter.
 FAMILY_COLORS = {
@@ -37,44 +40,16 @@ FAMILY_LABELS = {
     "published": "published",
 }
 PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "D", "int4": "v"}
+# Marker and line style per family: series stay distinguishable without colour.
+FAMILY_MARKERS = {"mobilenet_v1": "o", "cnn": "^", "mobilenet_v2": "D", "hw3_cnn": "P",
+                  "vgg": "X", "ensemble": "*", "resnet": "h", "published": "*"}
+FAMILY_LINES = {"mobilenet_v1": "-", "cnn": "--", "mobilenet_v2": ":", "hw3_cnn": "-.",
+                "vgg": "-.", "ensemble": "-", "resnet": "-", "published": "-"}
 
-# The homework's model-file budgets in bytes (strong and simple baselines) and a
-# tighter 32 KiB line for reference.
-BYTE_BUDGETS = {"32 KiB": 32_768, "strong baseline": 225_000, "simple baseline": 650_000}
-
-# Numbers from elsewhere. `protocol` is the caveat: the homework reports scored on
-# Kaggle's public/private splits and may have selected models on public accuracy.
-PUBLISHED_ANCHORS = {
-    "report-a": dict(
-        label="HW8 report A (KD from 8 teachers)", params=102_709, bytes=102_709 * 2,
-        precision="fp16", public_acc=0.7055, private_acc=0.6960,
-        protocol="homework report; fp16 npz; may have selected on public"),
-    "report-b": dict(
-        label="HW8 report B", params=73_511, bytes=73_511 * 2, precision="fp16",
-        public_acc=0.6478, private_acc=0.6397,
-        protocol="homework report; may have selected on public"),
-    "report-a-hw3": dict(
-        label="report A's HW3 model", params=4_200_000, bytes=None, precision="fp32",
-        public_acc=None, private_acc=None,
-        protocol="parameter count only, as stated in the report"),
-    "report-b-hw3": dict(
-        label="report B's HW3 model", params=22_600_000, bytes=None, precision="fp32",
-        public_acc=None, private_acc=None,
-        protocol="parameter count only, as stated in the report"),
-    "mini-xception": dict(
-        label="mini-Xception (Arriaga et al. 2017)", params=60_000, bytes=240_000,
-        precision="fp32", public_acc=None, private_acc=0.66,
-        protocol="paper's test accuracy, approximately; its own protocol"),
-    "vgg-single": dict(
-        label="VGG-style single models (literature)", params=None, bytes=None,
-        precision="fp32", public_acc=None, private_acc=0.73,
-        protocol="large models, long training; approximate"),
-    "human": dict(
-        label="human (Goodfellow et al. 2013)", params=None, bytes=None, precision=None,
-        public_acc=None, private_acc=0.65, private_std=0.05,
-        protocol="human accuracy estimate, 0.65 +/- 0.05"),
-}
-
+# The homework's budgets in bytes (strong and simple baselines) and the book's tighter
+# 32 KiB one, from fer_lib.quantize (one place for each fact).
+BYTE_BUDGETS = {"32 KiB": TINY_BUDGET, "strong baseline": STRONG_BUDGET,
+                "simple baseline": SIMPLE_BUDGET}
 
 def new_axes(xlabel: str, ylabel: str, *, title: str | None = None, logx: bool = False,
              figsize: tuple[float, float] = (6.4, 4.0)):
@@ -94,33 +69,98 @@ def budget_lines(ax, budgets: dict[str, int] = BYTE_BUDGETS) -> None:
     """Dashed vertical lines at the byte budgets, labelled at the top of the axes."""
     for name, nbytes in budgets.items():
         ax.axvline(nbytes, color="0.4", ls="--", lw=0.8)
-        ax.text(nbytes, 1.0, f" {name}\n {nbytes:,} B", transform=ax.get_xaxis_transform(),
-                fontsize=7, va="top", ha="left", color="0.3")
+        # Rotated along the line: neighbouring budgets' labels never overlap.
+        ax.text(nbytes, 0.99, f"{name}: {nbytes:,} B ", transform=ax.get_xaxis_transform(),
+                fontsize=7, va="top", ha="right", rotation=90, color="0.3")
 
 
-def seed_stats(df: pd.DataFrame, by: str = "params",
-               value: str = "private_acc") -> pd.DataFrame:
-    """Mean, std (NaN for one seed) and seed count of `value` per `by` group, sorted."""
-    g = df.groupby(by)[value]
-    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "seeds": g.count()}
-                        ).sort_index()
+def errorbar_family(ax, runs: pd.DataFrame, family: str, value: str = "private_acc",
+                    label: str | None = None, full_seeds: int = 3, **kwargs) -> pd.DataFrame:
+    """Mean +/- one standard deviation over seeds of `value` (a fraction, drawn in %)
+    against mean parameters, for one family of `fer_lib.report.sweep_runs()`.
 
-
-def errorbar_family(ax, df: pd.DataFrame, family: str, value: str = "private_acc",
-                    label: str | None = None, **kwargs) -> pd.DataFrame:
-    """Plot mean +/- std over seeds of `value` against params for one family.
-
-    Points with a single seed get a hollow marker and no bar. Returns the stats table.
+    Points with fewer than `full_seeds` seeds get a hollow marker and an "n=k" note, so a
+    reader sees which means rest on fewer runs. Returns `fer_lib.report.seed_table`'s rows.
     """
-    stats = seed_stats(df[df["family"] == family], "params", value)
+    from .report import seed_table
+
+    stats = seed_table(runs[runs["family"] == family], value)
     color = kwargs.pop("color", FAMILY_COLORS.get(family))
-    label = label or FAMILY_LABELS.get(family, family)
-    ax.errorbar(stats.index, stats["mean"], yerr=np.nan_to_num(stats["std"].to_numpy()),
-                color=color, marker="o", capsize=3, label=label, **kwargs)
-    single = stats[stats["seeds"] < 2]
-    ax.scatter(single.index, single["mean"], s=70, facecolors="white", edgecolors=color,
-               zorder=3, linewidths=1.5)
+    marker = kwargs.pop("marker", FAMILY_MARKERS.get(family, "o"))
+    ax.errorbar(stats["params"], 100 * stats["mean"],
+                yerr=100 * np.nan_to_num(stats["std"].to_numpy()), color=color,
+                marker=marker, ls=FAMILY_LINES.get(family, "-"), capsize=3,
+                label=label or FAMILY_LABELS.get(family, family), **kwargs)
+    few = stats[stats["seeds"] < full_seeds]
+    ax.scatter(few["params"], 100 * few["mean"], s=60, facecolors="white", edgecolors=color,
+               marker=marker, zorder=3, linewidths=1.5)
+    below = family != "cnn"  # one family's notes below its points, the other's above
+    for _, row in few.iterrows():
+        ax.annotate(f"n={row['seeds']}", (row["params"], 100 * row["mean"]), fontsize=7,
+                    textcoords="offset points", xytext=(6, -12 if below else 6), color=color)
     return stats
+
+
+# Categories of runs on the frontier: colour (Okabe-Ito) and marker differ for each.
+CATEGORY_STYLES = {
+    "student, distilled (KD)": dict(color="#009E73", marker="D"),
+    "student, labels only": dict(color="#CC79A7", marker="s"),
+    "MobileNetV1 sweep": dict(color=FAMILY_COLORS["mobilenet_v1"], marker="o"),
+    "plain-CNN sweep": dict(color=FAMILY_COLORS["cnn"], marker="^"),
+    "student, cut (no fine-tuning)": dict(color="#999999", marker="x"),
+    "HW3 CNN": dict(color="#000000", marker="P"),
+    "VGG teacher / ensemble": dict(color="#E69F00", marker="X"),
+}
+
+
+def run_category(row) -> str:
+    """The `CATEGORY_STYLES` key of a row of `fer_lib.report.precision_table()`."""
+    if row["group"] == "ablation-cut":
+        return "student, cut (no fine-tuning)"
+    if row["family"] == "mobilenet_v2":
+        return "student, distilled (KD)" if row["kd"] else "student, labels only"
+    return {"mobilenet_v1": "MobileNetV1 sweep", "cnn": "plain-CNN sweep",
+            "hw3_cnn": "HW3 CNN"}.get(row["family"], "VGG teacher / ensemble")
+
+
+def plot_frontier(table: pd.DataFrame, highlight: dict | None = None,
+                  reports: dict | None = None):
+    """Private accuracy (%) against model-file bytes for every run at every precision.
+
+    table: `fer_lib.report.precision_table()`. Each run's precisions are joined by a thin
+    line (left to right: int4, int8, fp16, fp32). highlight: ``{label: Submission}``,
+    ringed and labelled (the only labels, so none collide). reports:
+    `fer_lib.report.REPORTS`, drawn as stars where their bytes are known, else as a
+    dotted horizontal line. Budget lines at `BYTE_BUDGETS`.
+    """
+    fig, ax = new_axes("model file size (bytes, log scale)", "private accuracy (%)",
+                       logx=True, figsize=(8.0, 5.0))
+    table = table.assign(category=table.apply(run_category, axis=1))
+    for category, style in CATEGORY_STYLES.items():
+        rows = table[table["category"] == category]
+        for _, run in rows.groupby("run"):
+            run = run.sort_values("bytes")
+            ax.plot(run["bytes"], 100 * run["private_acc"], color=style["color"], lw=0.6,
+                    alpha=0.5)
+        ax.scatter(rows["bytes"], 100 * rows["private_acc"], s=22, zorder=3, label=category,
+                   **style)
+    for label, sub in (highlight or {}).items():
+        ax.scatter([sub.bytes], [100 * sub.private_acc], s=160, facecolors="none",
+                   edgecolors="black", linewidths=1.4, zorder=4)
+        ax.annotate(label, (sub.bytes, 100 * sub.private_acc), textcoords="offset points",
+                    xytext=(-8, 10), ha="right", fontsize=8,
+                    arrowprops=dict(arrowstyle="-", lw=0.6))
+    for report in (reports or {}).values():
+        if report.get("bytes"):
+            ax.scatter([report["bytes"]], [100 * report["private_acc"]], marker="*", s=150,
+                       color="#555555", zorder=4, label=report["label"])
+        else:
+            ax.axhline(100 * report["private_acc"], color="#555555", ls=":", lw=1,
+                       label=f"{report['label']} (bytes not stated)")
+    budget_lines(ax)
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.legend(fontsize=7, loc="lower right", ncols=2)
+    return fig
 
 
 # --- Compression chapters: distillation, quantisation, pruning ----------------------------
@@ -235,4 +275,86 @@ def plot_slimming(table):
     if has_acc:
         axes[0, 1].plot(pct, 100 * table["val_acc"], marker="o", color="C1")
         axes[0, 1].set(xlabel="hidden channels cut (%)", ylabel="validation accuracy (%)")
+    return fig
+
+
+# --- Architecture diagrams (Q1) ------------------------------------------------------------
+LAYER_COLORS = {"conv": "#56B4E9", "inverted residual": "#009E73", "max-pool": "#E69F00",
+                "global average pool": "#E69F00", "dense (linear)": "#CC79A7",
+                "BN + ReLU": "#F0E442"}
+LAYER_HATCHES = {"conv": "", "inverted residual": "//", "max-pool": "..",
+                 "global average pool": "..", "dense (linear)": "xx", "BN + ReLU": "--"}
+
+
+def _layer_kind(layer: str) -> str:
+    return next((k for k in LAYER_COLORS if layer.startswith(k)), "conv")
+
+
+def draw_network(table: pd.DataFrame, title: str | None = None):
+    """A network drawn left to right from `fer_lib.models.layer_table(model)`.
+
+    Each layer is a box whose height follows its output resolution (48 px tall at the
+    input size) and whose width grows with the square root of its channels; colour and
+    hatching tell the layer kinds apart (readable in greyscale). Below each box: its
+    output shape; above: kind, stride and expansion.
+    """
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.55 * len(table), 11.0), 3.6),
+                           layout="constrained")
+    x = 0.0
+    for _, row in table.iterrows():
+        dims = [int(d) for d in str(row["output"]).split(" × ")]
+        channels, size = dims[0], (dims[1] if len(dims) > 1 else 1)
+        width, height = 0.25 + 0.06 * np.sqrt(channels), 0.3 + 2.7 * size / 48
+        kind = _layer_kind(row["layer"])
+        ax.add_patch(plt.Rectangle((x, -height / 2), width, height, facecolor=LAYER_COLORS[kind],
+                                   edgecolor="black", hatch=LAYER_HATCHES[kind], lw=0.8))
+        short = {"inverted residual": "IR", "max-pool": "pool", "global average pool": "GAP",
+                 "dense (linear)": "dense", "BN + ReLU": "BN"}.get(kind, row["kernel"] or "conv")
+        if row["layer"].endswith("skip"):
+            short += "+"
+        extra = "".join(f"\n{k[0]}{row[k]}" for k in ("stride", "expansion")
+                        if str(row[k]) not in ("", "1"))
+        ax.text(x + width / 2, 1.75, short + extra, ha="center", va="bottom", fontsize=6.5)
+        ax.text(x + width / 2, -1.75, row["output"], ha="center", va="top", fontsize=6.5,
+                rotation=90)
+        x += width + 0.18
+    ax.set_xlim(-0.2, x)
+    ax.set_ylim(-4.2, 2.9)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=LAYER_COLORS[k], hatch=LAYER_HATCHES[k],
+                             edgecolor="black", label=k)
+               for k in dict.fromkeys(_layer_kind(v) for v in table["layer"])]
+    ax.legend(handles=handles, fontsize=7, loc="lower right", ncols=len(handles),
+              frameon=False, bbox_to_anchor=(1, -0.02))
+    return fig
+
+
+def draw_inverted_residual(cin: str = "C", expansion: str = "t", cout: str = "C'"):
+    """One MobileNetV2 inverted-residual block, top to bottom, with its skip connection."""
+    steps = [("input", f"{cin} × H × W"),
+             ("1×1 conv, BN, ReLU6", f"expand to {expansion}·{cin} channels"),
+             ("3×3 depthwise conv (stride s), BN, ReLU6", "one filter per channel"),
+             ("1×1 conv, BN (no activation)", f"project to {cout} channels: linear bottleneck"),
+             ("add the input", f"only when s = 1 and {cin} = {cout}"),
+             ("output", f"{cout} × H/s × W/s")]
+    fig, ax = plt.subplots(figsize=(5.2, 4.4), layout="constrained")
+    ys = np.linspace(5, 0, len(steps))
+    for (name, note), y in zip(steps, ys, strict=True):
+        dashed = name == "add the input"
+        ax.add_patch(plt.Rectangle((0, y - 0.3), 3.2, 0.6, facecolor="white" if dashed
+                                   else "#E8F4EC", edgecolor="black", lw=0.8,
+                                   ls="--" if dashed else "-"))
+        ax.text(1.6, y + 0.07, name, ha="center", va="center", fontsize=8, weight="bold")
+        ax.text(1.6, y - 0.17, note, ha="center", va="center", fontsize=7)
+    for upper, lower in zip(ys[:-1], ys[1:], strict=True):
+        ax.annotate("", (1.6, lower + 0.3), (1.6, upper - 0.3),
+                    arrowprops=dict(arrowstyle="->", lw=0.8))
+    ax.annotate("", (3.2, ys[4]), (3.2, ys[0]), arrowprops=dict(
+        arrowstyle="->", lw=0.8, ls="--", connectionstyle="arc3,rad=-0.5"))
+    ax.text(4.05, (ys[0] + ys[4]) / 2, "skip", fontsize=8, rotation=90, va="center")
+    ax.set_xlim(-0.2, 4.4)
+    ax.set_ylim(-0.5, 5.5)
+    ax.axis("off")
     return fig

@@ -32,6 +32,27 @@ PRECISION_COLUMNS = ("run", "group", "family", "kd", "seed", "params", "flops", 
                      "bytes", "val_acc", "public_acc", "private_acc", "reported")
 
 
+# The two homework reports the book answers alongside, exactly as they give their numbers
+# (shared/reference/hw8_reports.md); None where a report does not state a number.
+# "bytes" is stated by neither: report A's is fp16 arithmetic (2 B per parameter, before
+# the npz container's overhead), marked as such; report B's precision is not stated.
+REPORTS = {
+    "report-a": dict(
+        label="report A", model="MobileNetV2-like (inverted residuals, expansion 4)",
+        params=102_709, precision="fp16", bytes=2 * 102_709, bytes_note="fp16 arithmetic",
+        public_acc=0.70548, private_acc=0.69601,
+        technique="KD from 8 teachers; weights as float16 in a numpy npz",
+        hw3_model="ensemble of 5 CNNs (parameters of one of them)", hw3_params=4_184_839,
+        hw3_public_acc=0.71412, hw3_private_acc=0.71440),
+    "report-b": dict(
+        label="report B", model="MobileNetV1-like (Keras, depthwise separable)",
+        params=73_511, precision=None, bytes=None, bytes_note="not stated",
+        public_acc=0.64781, private_acc=0.63973, technique="none stated",
+        hw3_model="VGG-like Keras CNN", hw3_params=22_614_919,
+        hw3_public_acc=0.68208, hw3_private_acc=0.68487),
+}
+
+
 # ----------------------------------------------------------------------------- formatting
 def fmt(value, kind: str) -> str:
     """The book's one number formatter.
@@ -208,3 +229,157 @@ def submission(budget_bytes: int = STRONG_BUDGET,
                       public_acc=float(best.get("public_acc", float("nan"))),
                       private_acc=float(best.get("private_acc", float("nan"))),
                       budget=int(budget_bytes))
+
+
+# ----------------------------------------------------------------------------- seeds and tests
+SWEEP_GROUPS = {"mobilenet_v1": "sweep-mobilenet", "cnn": "sweep-cnn"}
+PAIRED_TESTS = "paired_tests.csv"  # in results/: McNemar counts per pair of sweep runs
+
+
+def size_label(run: str) -> str:
+    """The size part of a sweep run's name: ``sweep-cnn-16k-s2`` -> ``16k``."""
+    return run.split("-")[-2]
+
+
+def reported_table(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per stored run, at the precision it is reported at (as summary.csv)."""
+    table = precision_table(results_dir)
+    return table[table["reported"]].reset_index(drop=True)
+
+
+def sweep_runs(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The Q2/Q3 sweep runs at their reported precision, with a ``size`` column (``4k``)."""
+    table = reported_table(results_dir)
+    sweeps = table[table["group"].isin(SWEEP_GROUPS.values())].copy()
+    sweeps["size"] = sweeps["run"].map(size_label)
+    return sweeps.reset_index(drop=True)
+
+
+def seed_table(runs: pd.DataFrame, value: str = "private_acc") -> pd.DataFrame:
+    """Mean, standard deviation (NaN for one seed) and seed count of `value` per
+    (family, size), with the mean parameter count; sorted by family then parameters."""
+    grouped = runs.groupby(["family", "size"])
+    table = pd.DataFrame({"params": grouped["params"].mean().round().astype(int),
+                          "mean": grouped[value].mean(), "std": grouped[value].std(ddof=1),
+                          "seeds": grouped[value].count()}).reset_index()
+    return table.sort_values(["family", "params"]).reset_index(drop=True)
+
+
+def family_comparison(runs: pd.DataFrame, value: str = "private_acc") -> pd.DataFrame:
+    """MobileNetV1 against the plain CNN at each sweep size: Welch's t-test over seeds.
+
+    One row per size both families have: ``size``, the two means and seed counts, and
+    `fer_lib.stats.welch`'s ``diff`` (MobileNet minus CNN), ``low``/``high`` (its 95 %
+    interval) and ``p``. Sorted by the MobileNet's parameter count.
+    """
+    from .stats import welch
+
+    rows = []
+    mb, cnn = (runs[runs["family"] == f] for f in SWEEP_GROUPS)
+    for size in sorted(set(mb["size"]) & set(cnn["size"]),
+                       key=lambda s: mb.loc[mb["size"] == s, "params"].iloc[0]):
+        a, b = mb.loc[mb["size"] == size, value], cnn.loc[cnn["size"] == size, value]
+        test = welch(a, b)
+        rows.append({"size": size, "params_mb": int(mb.loc[mb["size"] == size, "params"].iloc[0]),
+                     "params_cnn": int(cnn.loc[cnn["size"] == size, "params"].iloc[0]),
+                     "mean_mb": a.mean(), "mean_cnn": b.mean(), "seeds_mb": len(a),
+                     "seeds_cnn": len(b), **{k: test[k] for k in ("diff", "low", "high", "p")}})
+    return pd.DataFrame(rows)
+
+
+def write_paired_tests(data, results_dir: str | os.PathLike | None = None) -> Path:
+    """McNemar's test for every stored pair (MobileNet, CNN) of sweep runs with the same
+    size and seed, on the public and private test images: ``results/paired_tests.csv``.
+
+    Needs the data set (the labels); the book reads the stored counts without it.
+    """
+    from .data import evaluation_sets
+    from .stats import mcnemar
+    from .store import load_result
+
+    sets = evaluation_sets(data)
+    runs = set(sweep_runs(results_dir)["run"])
+    rows = []
+    for run in sorted(r for r in runs if r.startswith(SWEEP_GROUPS["mobilenet_v1"])):
+        other = run.replace(SWEEP_GROUPS["mobilenet_v1"], SWEEP_GROUPS["cnn"], 1)
+        if other not in runs:
+            continue
+        outputs = [load_result(name, results_dir).logits() for name in (run, other)]
+        for split in ("public", "private"):
+            labels = sets[split][1]
+            correct = [_predictions(out[split]) == labels for out in outputs]
+            rows.append({"size": size_label(run), "seed": int(run[-1]), "set": split,
+                         "run_a": run, "run_b": other, **mcnemar(*correct)})
+    path = (Path(results_dir) if results_dir else _results_dir()) / PAIRED_TESTS
+    pd.DataFrame(rows).to_csv(path, index=False, float_format="%.6g")
+    return path
+
+
+def _predictions(outputs: np.ndarray) -> np.ndarray:
+    return outputs.argmax(axis=1) if outputs.ndim == 2 else outputs
+
+
+def _results_dir() -> Path:
+    from . import paths
+
+    return paths.results_dir()
+
+
+def paired_tests(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The stored McNemar tests (`write_paired_tests`); empty if never written."""
+    path = (Path(results_dir) if results_dir else _results_dir()) / PAIRED_TESTS
+    return pd.read_csv(path) if path.exists() else pd.DataFrame(
+        columns=["size", "seed", "set", "run_a", "run_b", "n", "both", "only_a", "only_b",
+                 "neither", "diff", "p"])
+
+
+# ----------------------------------------------------------------------------- missing runs
+def missing_runs(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Catalogue runs without a stored result: ``run``, ``group``, ``kind``, ``needs``
+    (runs that must exist first) and ``cpu_minutes``, an estimate of the training time on
+    this project's 2-core CPU (`estimate_cpu_seconds`; NaN where there is nothing to
+    estimate from)."""
+    exps = catalogue.experiments()
+    rate = cpu_rate(results_dir)
+    rows = [{"run": e.name, "group": e.group, "kind": e.kind,
+             "needs": ", ".join(e.needs), "cpu_minutes": estimate_cpu_seconds(e, rate) / 60}
+            for e in exps.values() if find_result(e, results_dir) is None]
+    return pd.DataFrame(rows, columns=["run", "group", "kind", "needs", "cpu_minutes"])
+
+
+def cpu_rate(results_dir: str | os.PathLike | None = None) -> tuple[float, float] | None:
+    """Seconds per training image as ``a + b * forward FLOPs``, fitted (least squares)
+    on the stored runs trained on a CPU; None when there are none."""
+    from .data import VAL_FRACTION
+
+    points = []
+    for exp in catalogue.experiments().values():
+        result = find_result(exp, results_dir)
+        if result is None or result.metrics.get("device") != "cpu" \
+                or "train_seconds" not in result.metrics or exp.kind != "train":
+            continue
+        m = result.metrics
+        images = m["epochs"] * TRAINING_IMAGES * (1 - VAL_FRACTION)
+        points.append((m["flops"], m["train_seconds"] / images))
+    if not points:
+        return None
+    flops, seconds = np.array(points).T
+    if len(set(flops)) < 2:
+        return 0.0, float(np.mean(seconds / flops))
+    b, a = np.polyfit(flops, seconds, 1)
+    return float(max(a, 0.0)), float(max(b, 0.0))
+
+
+TRAINING_IMAGES = 28_709  # FER2013's Training split
+
+
+def estimate_cpu_seconds(exp, rate: tuple[float, float] | None) -> float:
+    """Estimated training seconds of `exp` on the CPU at `rate` (see `cpu_rate`)."""
+    from .data import VAL_FRACTION
+    from .models import build, count_flops
+
+    if rate is None or exp.kind != "train":
+        return 0.0 if exp.kind != "train" else math.nan
+    flops = count_flops(build(exp.train.family, **exp.train.model_args))
+    images = exp.train.epochs * TRAINING_IMAGES * (1 - VAL_FRACTION)
+    return images * (rate[0] + rate[1] * flops)
