@@ -87,6 +87,10 @@ STUDENT_WIDTHS = {"100k": 100_000, "200k": 200_000, "27k": 27_000}
 TEACHERS = ("teacher-vgg-s0", "teacher-vgg-s1", "teacher-vgg-s2")
 ENSEMBLE = "teacher-ensemble"
 CUT_FRACTIONS = (0.3, 0.5, 0.7)
+# Q4's ablation: each sweep family with the other family's downsampling, at the size
+# where the two differ most, so the effect of downsampling is measured, not assumed.
+Q4_ABLATION_SIZE = 4_000
+Q4_ABLATIONS = {"mobilenet_v1": "pool", "cnn": "stride"}
 
 
 def _student(size: str, *, kd: bool = True, precision: str = "int8", group: str = "student",
@@ -117,6 +121,14 @@ def build_catalogue() -> dict[str, Experiment]:
                 cfg = TrainConfig(family=family, model_args={"width": width}, seed=seed,
                                   **SWEEP_RECIPE)
                 exps.append(Experiment(f"{group}-{target // 1000}k-s{seed}", group, cfg))
+    for family, downsample in Q4_ABLATIONS.items():
+        width = round(width_for_params(family, Q4_ABLATION_SIZE, downsample=downsample), 4)
+        for seed in SWEEP_SEEDS:
+            cfg = TrainConfig(family=family, model_args={"width": width,
+                                                         "downsample": downsample},
+                              seed=seed, **SWEEP_RECIPE)
+            exps.append(Experiment(f"q4-{SWEEP_FAMILIES[family][6:]}-{downsample}-"
+                                   f"{Q4_ABLATION_SIZE // 1000}k-s{seed}", "ablation-q4", cfg))
     exps += [_student("100k"), _student("200k"), _student("27k"),
              _student("100k", kd=False, group="ablation-kd"),
              _student("200k", kd=False, group="ablation-kd"),

@@ -61,29 +61,45 @@ V1_STEM = 32
 V1_LAYOUT = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1))
 
 
-def plain_cnn(width: float = 1.0, dropout: float = 0.2) -> nn.Sequential:
-    """Plain CNN: 3x3 conv-BN-ReLU everywhere; a 2x2 max-pool where the layout strides."""
+def plain_cnn(width: float = 1.0, dropout: float = 0.2, downsample: str = "pool"
+              ) -> nn.Sequential:
+    """Plain CNN: 3x3 conv-BN-ReLU everywhere. Where the layout strides, a 2x2 max-pool
+    before the conv (``downsample="pool"``, the Q3 sweep) or a stride-2 conv
+    (``"stride"``, as the MobileNet does it: the Q4 ablation)."""
     _check_width(width)
+    _check_downsample(downsample)
     cin = scaled(V1_STEM, width)
     layers: list[nn.Module] = [conv_bn(1, cin)]
     for channels, stride in V1_LAYOUT:
-        if stride == 2:
+        if stride == 2 and downsample == "pool":
             layers.append(nn.MaxPool2d(2))
         cout = scaled(channels, width)
-        layers.append(conv_bn(cin, cout))
+        layers.append(conv_bn(cin, cout, 3, stride if downsample == "stride" else 1))
         cin = cout
     return nn.Sequential(*layers, classifier(cin, dropout))
 
 
-def mobilenet_v1(width: float = 1.0, dropout: float = 0.2) -> nn.Sequential:
-    """MobileNetV1: each 3x3 conv factorised into depthwise 3x3 + pointwise 1x1."""
+def _check_downsample(downsample: str) -> None:
+    if downsample not in ("pool", "stride"):
+        raise ValueError(f"downsample must be 'pool' or 'stride', got {downsample!r}")
+
+
+def mobilenet_v1(width: float = 1.0, dropout: float = 0.2, downsample: str = "stride"
+                 ) -> nn.Sequential:
+    """MobileNetV1: each 3x3 conv factorised into depthwise 3x3 + pointwise 1x1. Where the
+    layout strides, the depthwise conv has stride 2 (``downsample="stride"``, the Q2
+    sweep) or a 2x2 max-pool comes first (``"pool"``, as the plain CNN: the Q4 ablation)."""
     _check_width(width)
+    _check_downsample(downsample)
     cin = scaled(V1_STEM, width)
     layers: list[nn.Module] = [conv_bn(1, cin)]
     for channels, stride in V1_LAYOUT:
+        if stride == 2 and downsample == "pool":
+            layers.append(nn.MaxPool2d(2))
         cout = scaled(channels, width)
-        layers.append(nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin),
-                                    conv_bn(cin, cout, 1)))
+        layers.append(nn.Sequential(
+            conv_bn(cin, cin, 3, stride if downsample == "stride" else 1, groups=cin),
+            conv_bn(cin, cout, 1)))
         cin = cout
     return nn.Sequential(*layers, classifier(cin, dropout))
 

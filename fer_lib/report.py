@@ -60,7 +60,8 @@ def fmt(value, kind: str) -> str:
     kind: ``acc`` (a fraction -> "63.7 %"), ``pp`` (a difference of fractions -> "+1.2
     points"), ``bytes`` (-> "209,715 B"), ``params`` (-> "199.7k", "1.00M", "950"),
     ``int`` (-> "28,709"), ``ms`` (-> "3.96 ms"), ``x`` (a ratio -> "12.3×"), ``p`` (a
-    p-value -> "0.031", "< 0.001"). None and NaN give "–".
+    p-value -> "0.031", "< 0.001"), ``num`` (a hyperparameter -> "0.1", "4 × 10⁻⁵").
+    None and NaN give "–".
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -73,10 +74,22 @@ def fmt(value, kind: str) -> str:
         "ms": lambda v: f"{v:.3g} ms" if v < 100 else f"{v:,.0f} ms",
         "x": lambda v: f"{v:.1f}×" if v < 100 else f"{v:,.0f}×",
         "p": lambda v: "< 0.001" if v < 0.001 else f"{v:.3f}",
+        "num": _number,
     }
     if kind not in formats:
         raise ValueError(f"fmt: unknown kind {kind!r}; known: {', '.join(formats)}")
     return formats[kind](float(value))
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _number(v: float) -> str:
+    if v == 0 or 1e-3 <= abs(v) < 1e5:
+        return f"{v:g}"
+    mantissa, exponent = f"{v:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
 
 
 def _params(v: float) -> str:
@@ -101,14 +114,24 @@ class Table:
         return self.frame.to_html(index=self.show_index, escape=True, border=0,
                                   classes="dataframe fer-table")
 
+    #: Tables with more body rows than this are a longtable, which breaks across pages
+    #: (a tabular cannot); shorter ones are shrunk to the text width when too wide.
+    LONG_ROWS = 40
+
     def _repr_latex_(self) -> str:
         frame = self.frame.astype(str).map(_latex_escape)
-        frame.columns = [_latex_escape(str(c)) for c in frame.columns]
+        frame.columns = [_latex_label(c) for c in frame.columns]
         if self.show_index:
-            frame.index = [_latex_escape(str(i)) for i in frame.index]
+            names = [name for name in frame.index.names if name is not None]
+            frame.index = pd.Index([_latex_label(i) for i in frame.index],
+                                   name=_latex_label(tuple(names)) if names else None)
         ncols = len(frame.columns) + (1 if self.show_index else 0)
+        long = len(frame) > self.LONG_ROWS
         body = frame.to_latex(index=self.show_index, escape=False,
-                              column_format="l" * ncols)
+                              column_format="l" * ncols, longtable=long)
+        if long:
+            # A longtable cannot be boxed: a smaller font and tighter columns instead.
+            return ("{\\footnotesize\\setlength{\\tabcolsep}{4pt}%\n" + body + "}\n")
         # A small font and a box at most the text width: wide tables shrink, never overflow.
         return ("\\begin{center}\\small\\resizebox{\\ifdim\\width>\\linewidth\\linewidth"
                 "\\else\\width\\fi}{!}{%\n" + body + "}\\end{center}\n")
@@ -120,11 +143,19 @@ class Table:
 _LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                    "\\": r"\textbackslash{}", "×": r"$\times$", "–": "--", "±": r"$\pm$",
-                   "≤": r"$\leq$", "→": r"$\rightarrow$"}
+                   "≤": r"$\leq$", "≥": r"$\geq$", "→": r"$\rightarrow$"}
 
 
 def _latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+    """Text for a LaTeX table cell: specials escaped, no line break (a cell is one line)."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in " ".join(str(text).splitlines()))
+
+
+def _latex_label(label) -> str:
+    """A column or index label; the levels of a MultiIndex label joined by spaces."""
+    if isinstance(label, tuple):
+        label = " ".join(str(part) for part in label if str(part))
+    return _latex_escape(str(label))
 
 
 # ----------------------------------------------------------------------------- the runs
