@@ -40,6 +40,9 @@ FAMILY_LABELS = {
     "published": "published",
 }
 PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "D", "int4": "v"}
+# Series without a family (temperatures, runs): told apart by hatch or line style too.
+HATCHES = ("", "//", "..", "xx", "\\\\", "--")
+LINESTYLES = ("-", "--", ":", "-.")
 # Marker and line style per family: series stay distinguishable without colour.
 FAMILY_MARKERS = {"mobilenet_v1": "o", "cnn": "^", "mobilenet_v2": "D", "hw3_cnn": "P",
                   "vgg": "X", "ensemble": "*", "resnet": "h", "published": "*"}
@@ -181,7 +184,8 @@ def plot_soft_targets(logits: np.ndarray, class_names, temperatures=(1, 2, 4, 8)
             z = row / t
             p = np.exp(z - z.max())
             ax.bar(x + (j - (len(temperatures) - 1) / 2) * width, p / p.sum(), width,
-                   label=f"T = {t:g}")
+                   label=f"T = {t:g}", hatch=HATCHES[j % len(HATCHES)], edgecolor="black",
+                   lw=0.4)
         ax.set_xticks(x, class_names, rotation=60, ha="right")
         ax.set_xlabel("class")
         if titles is not None:
@@ -200,10 +204,11 @@ def plot_learning_curves(histories: dict[str, list[dict]]):
     not on one scale: compare their shapes, not their heights.
     """
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
-    for label, rows in histories.items():
+    for i, (label, rows) in enumerate(histories.items()):
         epoch = [r["epoch"] for r in rows]
-        ax_acc.plot(epoch, [100 * r["val_acc"] for r in rows], label=label)
-        ax_loss.plot(epoch, [r["loss"] for r in rows], label=label)
+        style = dict(label=label, ls=LINESTYLES[i % len(LINESTYLES)])
+        ax_acc.plot(epoch, [100 * r["val_acc"] for r in rows], **style)
+        ax_loss.plot(epoch, [r["loss"] for r in rows], **style)
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)")
     ax_loss.set(xlabel="epoch", ylabel="training loss (nats)")
     ax_acc.legend()
@@ -235,7 +240,8 @@ def plot_accuracy_vs_bytes(table: pd.DataFrame, budgets: dict[str, int] | None =
                        logx=True, figsize=(7.0, 4.2))
     for i, (model, rows) in enumerate(table.groupby("model", sort=False)):
         rows = rows.sort_values("bytes")
-        ax.plot(rows["bytes"], 100 * rows["accuracy"], color=f"C{i}", label=model)
+        ax.plot(rows["bytes"], 100 * rows["accuracy"], color=f"C{i}", label=model,
+                ls=LINESTYLES[i % len(LINESTYLES)])
         for precision, r in rows.groupby("precision"):
             ax.scatter(r["bytes"], 100 * r["accuracy"], color=f"C{i}", zorder=3,
                        marker=PRECISION_MARKERS.get(precision, "o"))

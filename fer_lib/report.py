@@ -319,8 +319,9 @@ def family_comparison(runs: pd.DataFrame, value: str = "private_acc") -> pd.Data
 
 
 def write_paired_tests(data, results_dir: str | os.PathLike | None = None) -> Path:
-    """McNemar's test for every stored pair (MobileNet, CNN) of sweep runs with the same
-    size and seed, on the public and private test images: ``results/paired_tests.csv``.
+    """McNemar's test, on the public and private test images, for every stored pair of
+    sweep runs (MobileNet, CNN) with the same size and seed (``kind`` "sweep") and of
+    students with and without distillation (``kind`` "kd"): ``results/paired_tests.csv``.
 
     Needs the data set (the labels); the book reads the stored counts without it.
     """
@@ -329,21 +330,30 @@ def write_paired_tests(data, results_dir: str | os.PathLike | None = None) -> Pa
     from .store import load_result
 
     sets = evaluation_sets(data)
-    runs = set(sweep_runs(results_dir)["run"])
+    stored = set(reported_table(results_dir)["run"])
+    pairs = [(run, run.replace(SWEEP_GROUPS["mobilenet_v1"], SWEEP_GROUPS["cnn"], 1), "sweep")
+             for run in sorted(stored) if run.startswith(SWEEP_GROUPS["mobilenet_v1"])]
+    pairs += [(run, run.replace("-kd", "-nokd"), "kd") for run in sorted(stored)
+              if run.startswith("student-") and run.endswith("-kd")]
     rows = []
-    for run in sorted(r for r in runs if r.startswith(SWEEP_GROUPS["mobilenet_v1"])):
-        other = run.replace(SWEEP_GROUPS["mobilenet_v1"], SWEEP_GROUPS["cnn"], 1)
-        if other not in runs:
+    for run, other, kind in pairs:
+        if other not in stored:
             continue
         outputs = [load_result(name, results_dir).logits() for name in (run, other)]
         for split in ("public", "private"):
             labels = sets[split][1]
             correct = [_predictions(out[split]) == labels for out in outputs]
-            rows.append({"size": size_label(run), "seed": int(run[-1]), "set": split,
-                         "run_a": run, "run_b": other, **mcnemar(*correct)})
+            rows.append({"kind": kind, "size": size_label(run) if kind == "sweep"
+                         else run.split("-")[1], "seed": int(run[-1]) if kind == "sweep"
+                         else _seed_of(run), "set": split, "run_a": run, "run_b": other,
+                         **mcnemar(*correct)})
     path = (Path(results_dir) if results_dir else _results_dir()) / PAIRED_TESTS
     pd.DataFrame(rows).to_csv(path, index=False, float_format="%.6g")
     return path
+
+
+def _seed_of(run: str) -> int:
+    return catalogue.get(run).train.seed
 
 
 def _predictions(outputs: np.ndarray) -> np.ndarray:
@@ -360,7 +370,7 @@ def paired_tests(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """The stored McNemar tests (`write_paired_tests`); empty if never written."""
     path = (Path(results_dir) if results_dir else _results_dir()) / PAIRED_TESTS
     return pd.read_csv(path) if path.exists() else pd.DataFrame(
-        columns=["size", "seed", "set", "run_a", "run_b", "n", "both", "only_a", "only_b",
+        columns=["kind", "size", "seed", "set", "run_a", "run_b", "n", "both", "only_a", "only_b",
                  "neither", "diff", "p"])
 
 
