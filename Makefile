@@ -51,7 +51,17 @@ lint: venv
 # by jupyter-cache, so only changed chapters re-run); output in book/_build/html. The
 # cache is keyed on the notebooks' code only: book/_ext/book_inputs.py re-executes and
 # re-reads every chapter when results/ or the data set's presence changed.
+# The "Try it" page runs the model in onnxruntime-web, pinned in package-lock.json: with
+# npm, `npm ci` installs it (only when node_modules/ is older than the lock file) and
+# book/_ext/demo_site.py copies its files into the site. Without npm the book still
+# builds, and that page says the demo needs npm.
 book: venv
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "npm not found: the Try it page's demo will not be built (it needs npm)"; \
+	elif [ ! package-lock.json -ot node_modules/.package-lock.json ]; then \
+	  echo "npm ci --ignore-scripts --no-audit --no-fund"; \
+	  npm ci --ignore-scripts --no-audit --no-fund; \
+	fi
 	$(VENV)/bin/jupyter-book build book/ -W -n --keep-going --path-output book
 
 # PDF via XeLaTeX (the report questions are in Traditional Chinese): book/_build/latex/

@@ -4,6 +4,10 @@ Latency is measured for eager PyTorch and for onnxruntime (CPUExecutionProvider)
 same BN-folded fp32 graph: folding is free at deployment time, and timing one graph
 under two runtimes compares the runtimes, not the graphs. (onnxruntime would fuse
 Conv + BatchNorm by itself; eager PyTorch would not.)
+
+`export_onnx_at_precision` writes the ONNX file the book's browser demo runs: the weights
+stored as fer_lib stores them at a precision (int8 values and per-channel scales), so the
+graph computes with exactly the weights of `fer_lib.quantize.quantized_copy`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ import torch
 from torch import nn
 
 from fer_lib import models
-from fer_lib.quantize import PRECISIONS, export_npz, fold_batchnorm
+from fer_lib.quantize import (
+    PRECISIONS,
+    Quantized,
+    dequantize,
+    export_npz,
+    fold_batchnorm,
+    quantize_state,
+    quantized_copy,
+)
 
 OPSET = 17
 
@@ -64,6 +76,113 @@ def export_onnx(model: nn.Module, path: str | os.PathLike) -> Path:
         torch.onnx.export(model, (dummy,), str(path), dynamo=True, external_data=False,
                           opset_version=18, dynamic_shapes=({0: batch},), **names)
     return Path(path)
+
+
+def _stored_initializers(name: str, q: Quantized) -> tuple[list, list]:
+    """(initializers, nodes) that give the float32 tensor `name` from its stored form.
+
+    int8/int4: the integers as an int8 tensor and the float16 scales, widened to float32
+    by a ``Cast`` (exact), through one per-output-channel ``DequantizeLinear`` (axis 0,
+    zero point 0): ``int8 * scale`` in float32, the very product that
+    `fer_lib.quantize.dequantize` takes. fp16: the float16 values through a ``Cast`` to
+    float32 (exact). fp32: the values as they are.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    if q.scheme == "fp32":
+        return [numpy_helper.from_array(q.values.astype(np.float32).reshape(q.shape), name)], []
+    if q.scheme == "fp16":
+        values = numpy_helper.from_array(q.values.astype(np.float16).reshape(q.shape),
+                                         f"{name}_fp16")
+        return [values], [helper.make_node("Cast", [values.name], [name], to=TensorProto.FLOAT)]
+    # int4 values travel unpacked in int8: ONNX's INT4 needs opset 21, the export uses 17.
+    values = numpy_helper.from_array(q.values.astype(np.int8).reshape(q.shape), f"{name}_int8")
+    scales = numpy_helper.from_array(q.scales.astype(np.float16), f"{name}_scale_fp16")
+    return [values, scales], [
+        helper.make_node("Cast", [scales.name], [f"{name}_scale"], to=TensorProto.FLOAT),
+        helper.make_node("DequantizeLinear", [values.name, f"{name}_scale"], [name], axis=0)]
+
+
+def _compact(graph) -> None:
+    """Shrink `graph` in place without changing what it computes: one ``Constant`` node
+    per distinct value (the exporter writes Clip's 0 and 6 once per ReLU6), short tensor
+    names (``t0``, ``t1``, ...; the input and output keep theirs), no node names."""
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    alias, first, nodes = {}, {}, []
+    for node in graph.node:
+        if node.op_type == "Constant":
+            key = b"".join(a.SerializeToString() for a in node.attribute)
+            if key in first:
+                alias[node.output[0]] = first[key]
+                continue
+            first[key] = node.output[0]
+        nodes.append(node)
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        name = alias.get(name, name)
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for node in nodes:
+        node.name, node.doc_string = "", ""
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    for init in graph.initializer:
+        init.name = short(init.name)
+    graph.ClearField("value_info")
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+
+
+def export_onnx_at_precision(model: nn.Module, path: str | os.PathLike,
+                             precision: str) -> Path:
+    """Write `model` (from ``models.build``, BatchNorm not yet folded) at `precision` as
+    ONNX, its weights kept in fer_lib's stored form (`_stored_initializers`).
+
+    Same input ``x`` and output ``logits`` as `export_onnx`. The graph's dequantized
+    weights are bit-identical to those of ``quantized_copy(model, precision)`` (fp32:
+    the BN-folded model), so it computes what fer_lib's model at that precision computes,
+    up to float32 rounding in the runtime's kernels. int4 weights are stored unpacked (one
+    byte each): the file is larger than the ``.npz``, the values the same.
+    """
+    import onnx
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    state = quantize_state(model, precision)
+    path = Path(path)
+    export_onnx(quantized_copy(model, precision), path)
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    by_value = {(tuple(q.shape), dequantize(q).numpy().tobytes()): n for n, q in state.items()}
+    kept, added_nodes, done = [], [], set()
+    for init in graph.initializer:
+        array = onnx.numpy_helper.to_array(init)
+        name = init.name if init.name in state else by_value.get(
+            (array.shape, array.astype(np.float32).tobytes()))
+        if name is None or name in done:
+            kept.append(init)  # a constant of the graph's own, not a weight
+            continue
+        initializers, nodes = _stored_initializers(init.name, state[name])
+        kept += initializers
+        added_nodes += nodes
+        done.add(name)
+    if done != set(state):
+        raise RuntimeError(f"export_onnx_at_precision: weights missing from the exported "
+                           f"graph: {sorted(set(state) - done)}")
+    graph.ClearField("initializer")
+    graph.initializer.extend(kept)
+    nodes = added_nodes + list(graph.node)  # the weights' producers first: topological
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    _compact(graph)
+    onnx.helper.set_model_props(proto, {"fer_lib.precision": precision,
+                                        "fer_lib.family": str(getattr(model, "family", ""))})
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return path
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None):
