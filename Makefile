@@ -68,8 +68,13 @@ book: venv
 # fer-compression.pdf. Needs, on Debian or Ubuntu: apt-get install latexmk
 # texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended tex-gyre
 # texlive-xetex texlive-lang-chinese fonts-freefont-otf fonts-noto-cjk (.ci/run does).
+# A LaTeX error stops XeLaTeX (-halt-on-error), so latexmk and the build fail; then
+# scripts/check_pdf.py fails on an error in the log or a blank page (poppler-utils).
 pdf: venv
-	$(VENV)/bin/jupyter-book build book/ --builder pdflatex --path-output book
+	LATEXOPTS="-interaction=nonstopmode -halt-on-error" \
+	  $(VENV)/bin/jupyter-book build book/ --builder pdflatex --path-output book
+	$(PY) scripts/check_pdf.py book/_build/latex/fer-compression.pdf \
+	  --log book/_build/latex/fer-compression.log
 
 clean:
 	rm -rf book/_build .pytest_cache .ruff_cache
