@@ -6,6 +6,9 @@
     fer reproduce [--only PATTERN] ...     run every missing experiment of the catalogue
     fer rescore [--only PATTERN]           re-score stored runs in float32 (weights kept)
     fer data-summary [--write]             class counts and pixel statistics of FER2013
+    fer predict MODEL TEST.CSV -o OUT.CSV  the homework's id,label submission (flip TTA)
+    fer score SUBMISSION.CSV               its public and private accuracy, as on Kaggle
+    fer package [RUN] -o hw8/              the graded folder (numpy predictor), measured
 
 Errors print one line naming the file or argument at fault (`--debug` for a traceback).
 """
@@ -23,7 +26,8 @@ from pathlib import Path
 
 from .data import ACCEPTED_FORMS, FER2013Error
 
-PUBLIC_COMMANDS = ("summary", "train", "evaluate", "reproduce", "rescore", "data-summary")
+PUBLIC_COMMANDS = ("summary", "train", "evaluate", "reproduce", "rescore", "data-summary",
+                   "predict", "score", "package")
 
 
 def cmd_summary(args) -> None:
@@ -143,6 +147,33 @@ def cmd_data_summary(args) -> None:
         print(f"wrote {write_data_summary(data)}")
     else:
         print(json.dumps(data_summary(data), indent=1))
+
+
+def cmd_predict(args) -> None:
+    from .homework import make_submission
+
+    chosen, rows = make_submission(args.model, args.test, args.out, args.precision, args.device)
+    print(f"wrote {args.out}: id,label for {rows:,} images, {chosen.name} at "
+          f"{chosen.precision} (mean logits of each image and its mirror)")
+
+
+def cmd_score(args) -> None:
+    from .data import load_fer2013
+    from .homework import read_submission, score_submission
+
+    labels = read_submission(args.submission)  # a bad file fails before the data loads
+    scores = score_submission(labels, load_fer2013(args.data))
+    n_pub, n_priv = scores["n_public"], scores["n_private"]
+    print(f"{args.submission}: {len(labels):,} predictions scored as on Kaggle")
+    print(f"public  (ids 0..{n_pub - 1}, {n_pub:,} images): {scores['public']:.5f}")
+    print(f"private (ids {n_pub}..{n_pub + n_priv - 1}, {n_priv:,} images): "
+          f"{scores['private']:.5f}")
+
+
+def cmd_package(args) -> None:
+    from .homework import package
+
+    print(package(args.run, args.out, args.precision, args.budget, args.force).breakdown())
 
 
 def cmd_run(args) -> None:
@@ -270,6 +301,7 @@ def make_parser() -> argparse.ArgumentParser:
                                 metavar="{" + ",".join(PUBLIC_COMMANDS) + "}")
     _add_model_commands(sub)
     _add_catalogue_commands(sub)
+    _add_homework_commands(sub)
     return parser
 
 
@@ -347,6 +379,40 @@ def _add_catalogue_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--rerun", action="store_true")
     p.set_defaults(func=cmd_run)
+
+
+def _add_homework_commands(sub) -> None:
+    """predict, score, package: the course's own formats (fer_lib.homework)."""
+    precisions = ("fp32", "fp16", "int8", "int4")
+    model_help = ("a catalogue run name (e.g. student-200k-kd), a result folder or an "
+                  "exported model (.npz)")
+    p = sub.add_parser("predict", help="write the homework's id,label submission")
+    p.add_argument("model", help=model_help)
+    p.add_argument("test", help="the course's test.csv (id,feature), or any FER2013 form: "
+                                "its PublicTest then PrivateTest images")
+    p.add_argument("-o", "--out", default="submission.csv", help="default: submission.csv")
+    p.add_argument("--precision", choices=precisions,
+                   help="weights at this precision (default: the run's reported one)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("score", help="public and private accuracy of a submission, as Kaggle")
+    p.add_argument("submission", help="an id,label CSV (fer predict)")
+    p.add_argument("--data", help=DATA_HELP + "; it must have the test labels")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("package", help="the graded hw8/ folder: weights, numpy predictor, "
+                                       "hw8_test.sh; measured as du --apparent-size")
+    p.add_argument("run", nargs="?", help=model_help + " (default: the homework submission, "
+                                          "fer_lib.submission(225_000))")
+    p.add_argument("-o", "--out", default="hw8", help="the folder to write (default: hw8)")
+    p.add_argument("--precision", choices=precisions,
+                   help="default: the run's reported (the submission's chosen) precision")
+    p.add_argument("--budget", type=int, default=225_000,
+                   help="refuse a folder over this many bytes (default 225,000; the simple "
+                        "baseline's was 650,000)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    p.set_defaults(func=cmd_package)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,8 +7,17 @@ Three sources give identical arrays for the same images:
 * the same extracted into a folder;
 * the challenge CSV (columns ``emotion,pixels,Usage``).
 
+The course's own files read too, alone or from a folder holding both: ``train.csv``
+(``label,feature``: Training, labelled) and ``test.csv`` (``id,feature``: PublicTest then
+PrivateTest, *unlabelled*: their labels are :data:`UNLABELLED`, and asking for them is
+an error; public = the first 3,589 ids, as on Kaggle).
+
 Arrays come out in a canonical order: by split in :data:`SPLITS` order; within a
-split, CSV row order for CSVs, ascending numeric id for image folders and zips.
+split, CSV row order for CSVs, ascending numeric id for image folders and zips, the id
+for test.csv. So :meth:`FER2013.test_images` is test.csv's order for test.csv and for
+the challenge CSV (Kaggle's order); the image-folder release's file names are not row
+numbers (1- to 8-digit ids with gaps), so Kaggle's order *within* each half cannot be
+recovered from it, while which half an image is in (public or private) is kept.
 Decoding 35,887 JPEGs takes seconds, so the result is cached as an ``.npz`` keyed by
 the source's content (:mod:`fer_lib.datacache`: a changed source is never served from
 the cache). The readers of each kind live in :mod:`fer_lib.readers`.
@@ -34,7 +43,10 @@ from .readers import (  # noqa: F401  (re-exported: the data layer's vocabulary)
     IMAGE_SIZE,
     IMAGE_SUFFIXES,
     NUM_PIXELS,
+    PUBLIC_TEST_SIZE,
     SPLITS,
+    UNLABELLED,
+    course_files,
     decode_source,
     source_kind,
     warn_skipped,
@@ -60,7 +72,8 @@ class FER2013:
 
     Attributes:
         images: uint8, shape (N, 48, 48), grey levels 0..255.
-        labels: int64, shape (N,), challenge numbering (index into ``class_names``).
+        labels: int64, shape (N,), challenge numbering (index into ``class_names``), or
+            :data:`UNLABELLED` (-1) for the images of the course's test.csv.
         usage: str array, shape (N,), each one of :data:`SPLITS`.
         class_names: the seven class names in label order.
         source: the path the data was loaded from.
@@ -87,16 +100,31 @@ class FER2013:
         return len(self.labels)
 
     def split(self, usage: str) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(images, labels)`` of one split: uint8 (n, 48, 48) and int64 (n,)."""
+        """Return ``(images, labels)`` of one split: uint8 (n, 48, 48) and int64 (n,).
+
+        Raises FER2013Error for a split without labels (the course's test.csv): its
+        images are :meth:`test_images`, and predictions are scored with `fer score`.
+        """
         if usage not in SPLITS:
             raise FER2013Error(f"unknown split {usage!r}; expected one of {SPLITS}")
         mask = self.usage == usage
+        if (self.labels[mask] == UNLABELLED).any():
+            raise FER2013Error(
+                f"{self.source}: {usage} has no labels (the course's test.csv is unlabelled); "
+                "predict its images with `fer predict` and score the submission with "
+                "`fer score` against a labelled FER2013"
+            )
         return self.images[mask], self.labels[mask]
+
+    def test_images(self) -> np.ndarray:
+        """uint8 (n, 48, 48): PublicTest then PrivateTest, in canonical order, labelled or
+        not. Row i is test.csv's id i (Kaggle's ids: public = the first 3,589)."""
+        return np.concatenate([self.images[self.usage == s] for s in SPLITS[1:]])
 
     def class_counts(self) -> dict[str, np.ndarray]:
         """Images per class in each split: ``{split: int64 array of shape (7,)}``."""
         return {
-            split: np.bincount(self.labels[self.usage == split], minlength=len(self.class_names))
+            split: np.bincount(self.split(split)[1], minlength=len(self.class_names))
             for split in SPLITS
         }
 
@@ -108,8 +136,9 @@ class FER2013:
 ACCEPTED_FORMS = (
     "FER2013 is read from the image-folder release as a zip (train/<class>/Training_<id>.jpg, "
     "test/<class>/PublicTest_<id>.jpg, test/<class>/PrivateTest_<id>.jpg), the same release "
-    "extracted into a folder, or the challenge CSV (emotion,pixels,Usage); see README.md, "
-    "'Getting FER2013'."
+    "extracted into a folder, the challenge CSV (emotion,pixels,Usage), or the course's "
+    "train.csv (label,feature) and/or test.csv (id,feature; unlabelled), alone or in a "
+    "folder holding them; see README.md, 'Getting FER2013' and 'The homework's formats'."
 )
 
 
@@ -231,30 +260,8 @@ def check_statistics(data: FER2013) -> None:
     )
 
 
-def load_fer2013(
-    path: str | os.PathLike | None = None,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    use_cache: bool = True,
-    skip_bad: bool = False,
-) -> FER2013:
-    """Load FER2013 from a zip, folder or CSV (see :func:`resolve_path`).
-
-    Args:
-        path: the source; None means ``$FER2013_PATH``, then ``data/`` in the repo.
-        cache_dir: where decoded arrays are cached; default ``$FER_CACHE_DIR``, else
-            ``~/.cache/fer_lib``.
-        use_cache: read and write the cache; False always decodes the source.
-        skip_bad: skip bad images/rows with a warning instead of raising.
-
-    Returns:
-        A :class:`FER2013` in canonical order (split, then CSV row or numeric id).
-
-    Raises:
-        FileNotFoundError: no source found.
-        FER2013Error: a bad source; the message names the file and row or image.
-    """
-    kind, source = source_kind(resolve_path(path))
+def _decoded(kind: str, source: Path, cache_dir, use_cache: bool, skip_bad: bool) -> dict:
+    """The arrays of one source file or folder, from the cache when it holds them."""
     cache_file = (datacache.cache_path(kind, source, datacache.cache_folder(cache_dir))
                   if use_cache else None)
     arrays = datacache.read_cache(cache_file) if cache_file else None
@@ -262,6 +269,41 @@ def load_fer2013(
         arrays = decode_source(kind, source, skip_bad)
         if cache_file:
             datacache.write_cache(cache_file, arrays)
+    return arrays
+
+
+def load_fer2013(
+    path: str | os.PathLike | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    skip_bad: bool = False,
+) -> FER2013:
+    """Load FER2013 from a zip, folder or CSV, or the course's train.csv / test.csv
+    (see :func:`resolve_path` and the module doc).
+
+    Args:
+        path: the source; None means ``$FER2013_PATH``, then ``data/`` in the repo.
+        cache_dir: where decoded arrays are cached; default ``$FER_CACHE_DIR``, else
+            ``~/.cache/fer_lib``.
+        use_cache: read and write the cache; False always decodes the source.
+        skip_bad: skip bad images/rows with a warning instead of raising (never the
+            rows of test.csv: a submission needs every id).
+
+    Returns:
+        A :class:`FER2013` in canonical order (split, then CSV row, numeric image id or
+        test.csv id). From the course's files, only the splits they hold: train.csv
+        gives Training alone, test.csv PublicTest/PrivateTest alone, without labels.
+
+    Raises:
+        FileNotFoundError: no source found.
+        FER2013Error: a bad source; the message names the file and row or image.
+    """
+    kind, source = source_kind(resolve_path(path))
+    # The course's folder is read file by file, each cached on its own content.
+    parts = [_decoded(kind, part, cache_dir, use_cache, skip_bad)
+             for part in (course_files(source) if kind == "course" else [source])]
+    arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     skipped = [str(reason) for reason in arrays["skipped"]]
     if skipped and not skip_bad:
         # The cache was written by a skip_bad load; without skip_bad the source is an error.

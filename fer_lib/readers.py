@@ -1,8 +1,16 @@
-"""Reading FER2013's three source kinds into arrays: image-folder zip, folder, CSV.
+"""Reading FER2013's source kinds into arrays: image-folder zip, folder, challenge CSV,
+and the course's own ``train.csv`` / ``test.csv``.
 
 Each reader returns the images, labels and split indices in the source's canonical
-order (split, then CSV row or numeric id). Every problem is reported with the file and
-the row or member at fault: raised at once, or (``skip_bad``) collected and skipped.
+order (split, then CSV row, numeric image id or test.csv id). Every problem is reported
+with the file and the row or member at fault: raised at once, or (``skip_bad``)
+collected and skipped.
+
+The course (NTU ML2019 HW8) gave its students two CSVs of its own: ``train.csv``
+(``label,feature``: the Training images, labelled) and ``test.csv`` (``id,feature``: the
+PublicTest then the PrivateTest images, in the order Kaggle scored them, ids 0..7177,
+*without labels*). Kaggle's public score was on the first 3,589 ids, the private on the
+rest; test.csv images get the label :data:`UNLABELLED` and the split their id implies.
 """
 
 from __future__ import annotations
@@ -28,23 +36,55 @@ NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 FOLDER_LABELS = {name.lower(): label for label, name in enumerate(CLASS_NAMES)}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CSV_COLUMNS = ("emotion", "pixels", "usage")
+# The course's CSVs, told apart by their header: role -> columns.
+COURSE_COLUMNS = {"train": ("label", "feature"), "test": ("id", "feature")}
+COURSE_FILES = ("train.csv", "test.csv")
+# test.csv's images: the course never gave out their labels. Never a class index.
+UNLABELLED = -1
+# Kaggle scored test.csv's first 3,589 ids (the PublicTest images) as "public".
+PUBLIC_TEST_SIZE = 3589
 _MEMBER_RE = re.compile(r"^(?P<split>[A-Za-z]+)_(?P<id>\d+)$")
 _REASONS_SHOWN = 5
 
 
 def source_kind(path: Path) -> tuple[str, Path]:
-    """Classify a source as ``("zip"|"csv"|"folder", path)``; a folder holding a
-    ``fer2013.zip`` or ``fer2013.csv`` resolves to that file."""
+    """Classify a source as ``("zip"|"csv"|"course"|"folder", path)``.
+
+    A folder holding a ``fer2013.zip`` or ``fer2013.csv`` resolves to that file; else a
+    folder holding the course's ``train.csv`` and/or ``test.csv`` is ``"course"`` (see
+    :func:`course_files`). A CSV whose header is the course's is ``"course"`` too.
+    """
     if path.is_dir():
         for name in ("fer2013.zip", "fer2013.csv"):
             if (path / name).is_file():
                 return source_kind(path / name)
-        return "folder", path
+        return ("course" if course_files(path) else "folder"), path
     # The zip magic also catches a renamed zip; the suffix catches a truncated one,
     # which must fail as a bad zip rather than as a garbled CSV.
     with open(path, "rb") as handle:
         is_zip = handle.read(2) == b"PK" or path.suffix.lower() == ".zip"
-    return ("zip" if is_zip else "csv"), path
+    if is_zip:
+        return "zip", path
+    return ("course" if course_role(path) else "csv"), path
+
+
+def course_role(path: Path) -> str | None:
+    """``"train"`` or ``"test"`` when the CSV at `path` has the course's header, else None."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as text:
+            first = next((row for row in csv.reader(text) if any(c.strip() for c in row)), [])
+    except (UnicodeDecodeError, csv.Error):
+        return None  # not a readable CSV: the challenge-CSV reader says why
+    cells = tuple(cell.strip().lower() for cell in first)
+    return next((role for role, columns in COURSE_COLUMNS.items() if cells == columns), None)
+
+
+def course_files(path: Path) -> list[Path]:
+    """The course CSVs a ``"course"`` source stands for: the file itself, or the
+    ``train.csv`` then ``test.csv`` that a folder holds."""
+    if not path.is_dir():
+        return [path]
+    return [path / name for name in COURSE_FILES if (path / name).is_file()]
 
 
 # --------------------------------------------------------------------------- problems
@@ -191,24 +231,39 @@ def _load_folder(root: Path, problems: _Problems) -> tuple[list, list, list]:
 # --------------------------------------------------------------------------- CSV
 
 
-def _csv_columns(first: list[str], source: str) -> tuple[dict[str, int], bool]:
-    """Column positions and whether ``first`` is a header (the real file has one)."""
+def _csv_columns(first: list[str], source: str,
+                 expected: tuple[str, ...]) -> tuple[dict[str, int], bool]:
+    """Column positions and whether ``first`` is a header (the real files have one)."""
     cells = [cell.strip().lstrip("\ufeff").lower() for cell in first]
     if cells and cells[0].isascii() and cells[0].isdigit():
-        return {name: i for i, name in enumerate(CSV_COLUMNS)}, False
-    missing = [name for name in CSV_COLUMNS if name not in cells]
+        if expected == CSV_COLUMNS and len(cells) == 2:
+            raise FER2013Error(f"{source}: 2 columns and no header; the course's CSVs start "
+                               "with the header label,feature (train.csv) or id,feature (test.csv)")
+        return {name: i for i, name in enumerate(expected)}, False
+    missing = [name for name in expected if name not in cells]
     if missing:
+        wanted = ("emotion,pixels,Usage (the challenge CSV), label,feature (the course's "
+                  "train.csv) or id,feature (its test.csv)") if expected == CSV_COLUMNS \
+            else ",".join(expected)
         raise FER2013Error(
-            f"{source}: missing CSV column(s) {missing}; header is {first}, "
-            "expected emotion,pixels,Usage"
+            f"{source}: missing CSV column(s) {missing}; header is {first}, expected {wanted}"
         )
-    return {name: cells.index(name) for name in CSV_COLUMNS}, True
+    return {name: cells.index(name) for name in expected}, True
 
 
-def _parse_label(text: str, where: str) -> int:
+def parse_label(text: str, where: str, column: str = "emotion") -> int:
+    """A class index 0..6 in the cell of `column`; anything else names `where`."""
     text = text.strip()
     if not (text.isascii() and text.isdigit()) or int(text) >= len(CLASS_NAMES):
-        raise FER2013Error(f"{where}: emotion {text!r} is not an integer 0..6")
+        raise FER2013Error(f"{where}: {column} {text!r} is not an integer 0..6")
+    return int(text)
+
+
+def parse_id(text: str, where: str) -> int:
+    """A test.csv or submission id: a whole number >= 0."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise FER2013Error(f"{where}: id {text!r} is not a whole number >= 0")
     return int(text)
 
 
@@ -233,15 +288,17 @@ def _parse_usage(text: str, where: str) -> int:
     return by_lower[text.strip().lower()]
 
 
-def _csv_rows(text: io.TextIOBase, source: str) -> Iterator[tuple[str, list[str], dict]]:
-    """Yield ``(where, row, columns)`` for each non-blank data row."""
+def csv_rows(text: io.TextIOBase, source: str, expected: tuple[str, ...] = CSV_COLUMNS
+             ) -> Iterator[tuple[str, list[str], dict]]:
+    """Yield ``(where, row, columns)`` for each non-blank data row; `columns` maps each
+    `expected` column name to its position (from the header, or in `expected` order)."""
     reader = csv.reader(text)
     columns = None
     for row in reader:
         if not any(cell.strip() for cell in row):
             continue  # blank lines (e.g. a doubled trailing newline) carry no data
         if columns is None:
-            columns, is_header = _csv_columns(row, source)
+            columns, is_header = _csv_columns(row, source, expected)
             if is_header:
                 continue
         yield f"{source} line {reader.line_num}", row, columns
@@ -252,11 +309,11 @@ def _csv_rows(text: io.TextIOBase, source: str) -> Iterator[tuple[str, list[str]
 def _parse_csv(text: io.TextIOBase, source: str, problems: _Problems):
     """CSV text -> (images, labels, split indices), rows grouped by split in order."""
     rows: list[tuple[int, np.ndarray, int]] = []
-    for where, row, columns in _csv_rows(text, source):
+    for where, row, columns in csv_rows(text, source):
         try:
             if len(row) < len(columns):
                 raise FER2013Error(f"{where}: {len(row)} fields, expected {len(columns)}")
-            label = _parse_label(row[columns["emotion"]], where)
+            label = parse_label(row[columns["emotion"]], where)
             image = _parse_pixels(row[columns["pixels"]], where)
             split = _parse_usage(row[columns["usage"]], where)
         except FER2013Error as error:
@@ -277,17 +334,79 @@ def _load_csv(path: Path, problems: _Problems):
         raise FER2013Error(f"{path}: neither a zip nor a UTF-8 CSV ({error})") from error
 
 
+# --------------------------------------------------------------------------- the course's CSVs
+
+
+def order_by_id(ids: list[int], wheres: list[str], source: str) -> np.ndarray:
+    """Row positions (int64 (n,)) sorted by id, once the n ids are known to be 0..n-1,
+    each once, as Kaggle's were; a duplicated id names both rows, a missing one itself."""
+    first: dict[int, str] = {}
+    for number, where in zip(ids, wheres, strict=True):
+        if number in first:
+            raise FER2013Error(f"{where}: duplicate id {number} (also at {first[number]})")
+        first[number] = where
+    missing = sorted(set(range(len(ids))) - first.keys())
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise FER2013Error(f"{source}: id {missing[0]} is missing{more}; {len(ids)} rows "
+                           f"must have the ids 0..{len(ids) - 1}, one each (largest here: "
+                           f"{max(ids)})")
+    return np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
+
+
+def _course_row(row: list[str], columns: dict[str, int], where: str) -> tuple[int, np.ndarray]:
+    """One row of train.csv or test.csv -> (label or id, uint8 (48, 48) image)."""
+    if len(row) != len(columns):
+        raise FER2013Error(f"{where}: {len(row)} fields, expected {len(columns)} "
+                           f"({','.join(columns)})")
+    image = _parse_pixels(row[columns["feature"]], where)
+    if "label" in columns:
+        return parse_label(row[columns["label"]], where, "label"), image
+    return parse_id(row[columns["id"]], where), image
+
+
+def _load_course(path: Path, problems: _Problems):
+    """train.csv -> labelled Training rows, in file order; test.csv -> its images by id,
+    unlabelled, ids below PUBLIC_TEST_SIZE in PublicTest and the rest in PrivateTest.
+
+    A bad test.csv row is always an error, even with ``skip_bad``: every id needs an image.
+    """
+    role = course_role(path)
+    problems = problems if role == "train" else _Problems(skip_bad=False)
+    parsed = []
+    with open(path, encoding="utf-8-sig", newline="") as text:
+        for where, row, columns in csv_rows(text, str(path), COURSE_COLUMNS[role]):
+            try:
+                parsed.append((*_course_row(row, columns, where), where))
+            except FER2013Error as error:
+                problems.report(str(error))
+    if not parsed and not problems.reasons:
+        raise FER2013Error(f"{path}: a header and no rows")
+    if role == "train":
+        return [p[1] for p in parsed], [p[0] for p in parsed], [0] * len(parsed)
+    order = order_by_id([p[0] for p in parsed], [p[2] for p in parsed], str(path))
+    public, private = SPLITS.index("PublicTest"), SPLITS.index("PrivateTest")
+    return ([parsed[i][1] for i in order], [UNLABELLED] * len(order),
+            [public if i < PUBLIC_TEST_SIZE else private for i in range(len(order))])
+
+
 # --------------------------------------------------------------------------- loading
 
-_LOADERS = {"zip": _load_zip, "folder": _load_folder, "csv": _load_csv}
+_LOADERS = {"zip": _load_zip, "folder": _load_folder, "csv": _load_csv, "course": _load_course}
 
 
 def decode_source(kind: str, path: Path, skip_bad: bool) -> dict[str, np.ndarray]:
+    """Decode one source file or folder (a ``"course"`` source: one of its CSVs) to the
+    arrays ``images``, ``labels``, ``usage`` and ``skipped`` (why rows were skipped)."""
     problems = _Problems(skip_bad)
     images, labels, splits = _LOADERS[kind](path, problems)
+    # The release forms hold every split, so an empty one is a damaged copy; each of the
+    # course's files holds only its own splits.
     empty = [s for i, s in enumerate(SPLITS) if i not in set(splits)]
-    if empty:
+    if empty and kind != "course":
         raise FER2013Error(f"{path}: split(s) {empty} have no images")
+    if not images:
+        raise FER2013Error(f"{path}: every row was skipped")
     return {
         "images": np.stack(images).astype(np.uint8, copy=False),
         "labels": np.asarray(labels, dtype=np.int64),

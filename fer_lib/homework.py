@@ -1,0 +1,446 @@
+"""The homework's own formats: submissions, their Kaggle scores, and the graded folder.
+
+NTU ML2019 HW8 gave its students ``train.csv`` (``label,feature``) and ``test.csv``
+(``id,feature``: PublicTest then PrivateTest in Kaggle's order, ids 0..7177, no labels;
+both read by :func:`fer_lib.data.load_fer2013`). They handed in
+
+- a submission: ``id,label`` for every id, which Kaggle scored on the first 3,589 ids
+  (public) and on the rest (private): :func:`make_submission`, :func:`read_submission`,
+  :func:`score_submission` (`fer predict`, `fer score`);
+- a folder ``hw8/`` whose ``hw8_test.sh test.csv out.csv`` wrote that file in under 10
+  minutes, at most 225,000 bytes in all (650,000 for the simple baseline) as
+  ``du --apparent-size`` counts them, code included: :func:`package` (`fer package`),
+  measured by :func:`apparent_size` / :func:`du_size`; :func:`folder_size` measures the
+  submission's folder without the data set, for the book.
+
+The folder holds the exported weights (``model.npz``, :func:`fer_lib.quantize.export_npz`,
+unchanged), ``plan.json`` (the layers, :func:`plan_of`), ``predict.py`` (the numpy-only
+predictor, ``fer_lib/hw8_predict.py``: the graders promised no GPU, so no torch) and
+``hw8_test.sh``. Every prediction, here and in the folder, is the arg-max of the mean
+logits of each image and its mirror image, as the book's accuracies are measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from . import catalogue
+from .data import FER2013, load_fer2013
+from .errors import FER2013Error
+from .evaluate import accuracy, predict_logits
+from .models import BasicBlock, InvertedResidual
+from .quantize import (
+    META_KEY,
+    PRECISIONS,
+    STRONG_BUDGET,
+    BudgetExceeded,
+    export_npz,
+    load_model,
+    quantized_copy,
+)
+from .readers import UNLABELLED, csv_rows, order_by_id, parse_id, parse_label
+from .store import load_result, replacing_folder, result_at
+
+SUBMISSION_COLUMNS = ("id", "label")
+WEIGHTS_FILE = "model.npz"
+PREDICTOR = Path(__file__).with_name("hw8_predict.py")
+# Plain sh is enough (the graders ran it as `bash hw8_test.sh`, which reads it the same).
+TEST_SCRIPT = """#!/bin/sh
+# HW8: bash hw8_test.sh test.csv out.csv  (numpy only; model.npz, plan.json beside it)
+exec python3 "$(dirname "$0")/predict.py" "$1" "$2"
+"""
+
+
+class SubmissionError(ValueError):
+    """A submission file that is not Kaggle's ``id,label`` for ids 0..N-1."""
+
+
+# ----------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class ModelSource:
+    """What a submission is made with: `name` (a run or a file), the `precision` of its
+    weights, and either the stored run's `trained` model (fp16 weights, BN unfolded) or
+    the exported `file` it is read from."""
+
+    name: str
+    precision: str
+    trained: nn.Module | None = None
+    file: Path | None = None
+
+    def model(self) -> nn.Module:
+        """The model in eval mode with its weights at `precision` (BN folded unless fp32):
+        the one whose flip-TTA logits the book's accuracies at `precision` are."""
+        if self.file is not None:
+            return load_model(self.file)
+        return self.trained if self.precision == "fp32" else \
+            quantized_copy(self.trained, self.precision)
+
+    def export(self, path: Path) -> int:
+        """Write the exported model (`export_npz`) to `path`; return its bytes."""
+        if self.file is not None:
+            shutil.copyfile(self.file, path)
+            return path.stat().st_size
+        return export_npz(self.trained, path, self.precision)
+
+
+def _export_precision(path: Path) -> str:
+    load_model(path)  # a damaged or foreign file fails here, with its reason
+    with np.load(path) as z:
+        return json.loads(z[META_KEY].tobytes())["precision"]
+
+
+def model_source(target: str | os.PathLike | None = None,
+                 precision: str | None = None) -> ModelSource:
+    """Resolve `target`: a catalogue run name, a result folder (``results/<run>-<hash>``)
+    or an exported model (``.npz``); None is the homework submission,
+    ``fer_lib.submission(225_000)``. `precision` defaults to the run's reported one; a
+    file's weights are at the precision it was exported at, and no other."""
+    if target is None:
+        from .report import submission
+
+        chosen = submission(STRONG_BUDGET)
+        target, precision = chosen.run, precision or chosen.precision
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    path = Path(target)
+    if path.suffix == ".npz" and path.is_file():
+        stored = _export_precision(path)
+        if precision not in (None, stored):
+            raise ValueError(f"{path} holds {stored} weights, not {precision}: export the run "
+                             f"at {precision} or name the run instead")
+        return ModelSource(str(path), stored, file=path)
+    if path.is_dir():
+        result = result_at(path)
+    elif str(target) in catalogue.experiments():
+        result = load_result(str(target))
+    else:
+        raise FileNotFoundError(f"{target}: not a catalogue run name, a result folder or an "
+                                "exported model (.npz)")
+    return ModelSource(result.experiment.name, precision or result.experiment.precision,
+                       trained=result.model())
+
+
+# ----------------------------------------------------------------------------- submissions
+def predict(model: nn.Module, images: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """int64 (N,): the class of each uint8 image (N, 48, 48), the arg-max of its flip-TTA
+    logits (`evaluate.predict_logits(..., tta=True)`, as every accuracy in the book)."""
+    return predict_logits(model, images, tta=True, device=device).argmax(axis=1)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write the whole file or nothing: a temporary file beside it, renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_submission(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Kaggle's format: the header ``id,label``, then ``i,label[i]`` for i = 0..N-1."""
+    path = Path(path)
+    rows = "".join(f"{i},{int(label)}\n" for i, label in enumerate(labels))
+    _write_atomically(path, "id,label\n" + rows)
+    return path
+
+
+def make_submission(target, source, out, precision: str | None = None,
+                    device: str = "cpu") -> tuple[ModelSource, int]:
+    """Predict every test image of `source` (the course's test.csv, or any FER2013 form:
+    its PublicTest then PrivateTest, `FER2013.test_images`) and write `out` as
+    ``id,label``. Bad input fails before anything is written. Returns (model, rows)."""
+    chosen = model_source(target, precision)  # a bad name fails before a long load
+    images = load_fer2013(source).test_images()
+    if len(images) == 0:
+        raise FER2013Error(f"{source}: no test images to predict (a train.csv alone?)")
+    write_submission(out, predict(chosen.model(), images, device))
+    return chosen, len(images)
+
+
+def read_submission(path: str | os.PathLike) -> np.ndarray:
+    """An ``id,label`` CSV -> int64 (N,), the label of each id 0..N-1.
+
+    SubmissionError names the file and row: a missing or duplicated id, a label outside
+    0..6, a row with other than two fields.
+    """
+    ids, labels, wheres = [], [], []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as text:
+            for where, row, columns in csv_rows(text, str(path), SUBMISSION_COLUMNS):
+                if len(row) != len(columns):
+                    raise FER2013Error(f"{where}: {len(row)} fields, expected 2 (id,label)")
+                ids.append(parse_id(row[columns["id"]], where))
+                labels.append(parse_label(row[columns["label"]], where, "label"))
+                wheres.append(where)
+        order = order_by_id(ids, wheres, str(path))
+    except (FER2013Error, UnicodeDecodeError) as error:
+        raise SubmissionError(str(error)) from None
+    return np.asarray(labels, dtype=np.int64)[order]
+
+
+def score_submission(labels: np.ndarray, data: FER2013) -> dict:
+    """Kaggle's two scores of a submission (`labels`: int (N,), by id) against a labelled
+    FER2013: ``{"public", "private"}`` accuracies (fractions) and their image counts
+    ``n_public``, ``n_private``. Public = the first len(PublicTest) ids (3,589)."""
+    if (data.labels[data.usage != "Training"] == UNLABELLED).any():
+        raise SubmissionError(f"{data.source} has no test labels (the course's test.csv "
+                              "never had them): score against FER2013 itself, e.g. --data "
+                              "fer2013.zip or fer2013.csv")
+    public, private = data.split("PublicTest")[1], data.split("PrivateTest")[1]
+    if len(labels) != len(public) + len(private):
+        raise SubmissionError(f"{len(labels):,} predictions, but the test set of {data.source} "
+                              f"has {len(public) + len(private):,} images")
+    return {"public": accuracy(labels[:len(public)], public),
+            "private": accuracy(labels[len(public):], private),
+            "n_public": len(public), "n_private": len(private)}
+
+
+def _pixel_rows(keys: np.ndarray, images: np.ndarray) -> str:
+    return "".join(f"{key},{' '.join(map(str, image.ravel()))}\n"
+                   for key, image in zip(keys, images, strict=True))
+
+
+def write_course_csvs(data: FER2013, folder: str | os.PathLike,
+                      which: tuple[str, ...] = ("train", "test")) -> dict[str, Path]:
+    """Write the course's files of `data` into `folder`: ``train.csv`` (``label,feature``,
+    the Training rows in order) and ``test.csv`` (``id,feature``, `FER2013.test_images`,
+    no labels), those in `which` that `data` has rows for. Returns ``{role: path}``.
+    For local use: FER2013's pixels must never be committed."""
+    written = {}
+    for role in which:
+        if role == "train":
+            header, (images, keys) = "label,feature\n", data.split("Training")
+        else:
+            images = data.test_images()
+            header, keys = "id,feature\n", np.arange(len(images))
+        if len(images):
+            written[role] = Path(folder) / f"{role}.csv"
+            _write_atomically(written[role], header + _pixel_rows(keys, images))
+    return written
+
+
+# ----------------------------------------------------------------------------- the plan
+# Layers without weights: module type -> the plan's ops (Dropout does nothing in eval).
+_ELEMENTWISE = {nn.ReLU: [["relu"]], nn.ReLU6: [["relu6"]], nn.Identity: [], nn.Dropout: []}
+
+
+def _conv_op(conv: nn.Conv2d, where: str) -> list:
+    """``["conv", stride, padding, groups, has_bias]`` for the convs the predictor has."""
+    k, s, p = conv.kernel_size, conv.stride, conv.padding
+    depthwise = conv.groups == conv.in_channels == conv.out_channels
+    if (k[0] != k[1] or s[0] != s[1] or isinstance(p, str) or p[0] != p[1]
+            or conv.dilation != (1, 1) or conv.padding_mode != "zeros"
+            or conv.groups not in (1,) and not depthwise):
+        raise ValueError(f"the numpy predictor cannot run {where.rstrip('.')} ({conv!r})")
+    return ["conv", s[0], p[0], conv.groups, int(conv.bias is not None)]
+
+
+def _plan(module: nn.Module, where: str, names: list[str]) -> list:
+    """The ops of `module`, walking children in registration order (the order of the
+    state dict, so each conv/fc takes the next tensors); `names` collects theirs."""
+    kind = type(module)
+    if kind in (nn.Sequential, InvertedResidual, BasicBlock):
+        parts = {name: _plan(child, f"{where}{name}.", names)
+                 for name, child in module.named_children()}
+        if kind is InvertedResidual:
+            return [["add", parts["block"], []]] if module.use_skip else parts["block"]
+        if kind is BasicBlock:
+            return [["add", parts["body"], parts["shortcut"]], ["relu"]]
+        return [op for ops in parts.values() for op in ops]
+    if kind in (nn.Conv2d, nn.Linear):
+        names += [f"{where}weight"] + ([f"{where}bias"] if module.bias is not None else [])
+        return [_conv_op(module, where) if kind is nn.Conv2d
+                else ["fc", int(module.bias is not None)]]
+    if kind is nn.MaxPool2d and (module.kernel_size, module.stride, module.padding,
+                                 module.dilation, module.ceil_mode) in [(2, 2, 0, 1, False)]:
+        return [["max"]]
+    if kind is nn.AdaptiveAvgPool2d and module.output_size in (1, (1, 1)):
+        return [["mean"]]
+    if kind is nn.Flatten and (module.start_dim, module.end_dim) == (1, -1):
+        return [["flat"]]
+    if kind in _ELEMENTWISE:
+        return _ELEMENTWISE[kind]
+    raise ValueError(f"the numpy predictor cannot run {where.rstrip('.') or 'the model'} "
+                     f"({module!r})")
+
+
+def plan_of(model: nn.Module) -> list:
+    """The layer plan ``predict.py`` runs for a BN-folded model (e.g. `load_model`'s).
+
+    A JSON-ready list of ops in forward order: ``["conv", stride, padding, groups,
+    has_bias]`` (groups 1, or depthwise), ``["fc", has_bias]``, ``["relu"]``,
+    ``["relu6"]``, ``["max"]`` (2x2 max-pool), ``["mean"]`` (global average pool),
+    ``["flat"]`` and ``["add", ops, ops]`` (the sum of two branches; ``[]`` is the
+    identity). Each conv/fc takes the next weight (and bias) of the state dict. Raises
+    ValueError for a layer the predictor lacks (an unfolded BatchNorm among them).
+    """
+    names: list[str] = []
+    plan = _plan(model, "", names)
+    stored = [k for k, v in model.state_dict().items() if v.is_floating_point()]
+    if names != stored:
+        raise ValueError(f"the plan takes {len(names)} tensors, the model stores {len(stored)} "
+                         "in another order; the predictor would misread the weights")
+    return plan
+
+
+# ----------------------------------------------------------------------------- the folder
+def _entries(folder: Path):
+    """The folder and everything below it; links are listed, never followed (as du)."""
+    yield folder
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            yield Path(root) / name
+
+
+def apparent_size(folder: str | os.PathLike) -> int:
+    """Bytes as ``du --apparent-size -b -s folder`` counts them: the ``st_size`` of the
+    folder itself, of every folder, file and link below it (a folder's own entry is 4,096
+    B on ext4), each hard-linked file once."""
+    seen, total = set(), 0
+    for path in _entries(Path(folder)):
+        stat = os.lstat(path)
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            total += stat.st_size
+    return total
+
+
+def du_size(folder: str | os.PathLike) -> int | None:
+    """What GNU ``du --apparent-size -b -s`` reports for `folder`; None without GNU du."""
+    try:
+        done = subprocess.run(["du", "--apparent-size", "-b", "-s", str(folder)],
+                              capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return int(done.stdout.split()[0]) if done.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class Package:
+    """A hw8/ folder and its bytes as the course measured them.
+
+    `files`: apparent bytes of each file; `directories`: what du adds for the folders'
+    own entries; `total`: their sum, :func:`apparent_size`; `du`: GNU du's figure (None
+    without it; when present it is the one judged); `budget`: bytes allowed (None: no
+    limit). `weights` is ``model.npz``; `code` every other file.
+    """
+
+    folder: Path
+    run: str
+    precision: str
+    files: dict[str, int]
+    directories: int
+    total: int
+    du: int | None
+    budget: int | None
+
+    @property
+    def weights(self) -> int:
+        return self.files[WEIGHTS_FILE]
+
+    @property
+    def code(self) -> int:
+        return sum(self.files.values()) - self.weights
+
+    @property
+    def size(self) -> int:
+        """The size judged against the budget: du's when GNU du exists, else `total`."""
+        return self.total if self.du is None else self.du
+
+    def to_dict(self) -> dict:
+        """JSON-ready: run, precision, weights, code, directories, total, du, budget, files."""
+        return {**{k: v for k, v in asdict(self).items() if k != "folder"},
+                "weights": self.weights, "code": self.code}
+
+    def breakdown(self) -> str:
+        """The table `fer package` prints: each file, the folders, the total, the budget."""
+        lines = [f"{self.folder}/: {self.run} at {self.precision}"]
+        lines += [f"  {name:14s} {size:9,d} B  {'weights' if name == WEIGHTS_FILE else 'code'}"
+                  for name, size in sorted(self.files.items())]
+        du = "no GNU du" if self.du is None else f"{self.du:,} B"
+        lines += [f"  {'(folders)':14s} {self.directories:9,d} B  the folders' own entries",
+                  f"  weights {self.weights:,} B + code {self.code:,} B + folders "
+                  f"{self.directories:,} B = total {self.total:,} B (du -b: {du})"]
+        if self.budget is not None:
+            spare = self.budget - self.size
+            lines.append(f"  budget {self.budget:,} B: " + (f"fits, {spare:,} B to spare"
+                         if spare >= 0 else f"OVER by {-spare:,} B"))
+        return "\n".join(lines)
+
+
+def measure_folder(folder: Path, run: str = "", precision: str = "",
+                   budget: int | None = None) -> Package:
+    """Measure a folder like the course: every file's bytes, the folders', the total."""
+    files = {p.relative_to(folder).as_posix(): os.lstat(p).st_size
+             for p in _entries(folder) if not p.is_dir() or p.is_symlink()}
+    total = apparent_size(folder)
+    return Package(folder, run, precision, files, total - sum(files.values()), total,
+                   du_size(folder), budget)
+
+
+def write_folder(folder: Path, source: ModelSource) -> None:
+    """Write model.npz, plan.json (from the file, as the predictor will read it),
+    predict.py and hw8_test.sh into the existing empty `folder`."""
+    source.export(folder / WEIGHTS_FILE)
+    plan = plan_of(load_model(folder / WEIGHTS_FILE))
+    (folder / "plan.json").write_text(json.dumps(plan, separators=(",", ":")) + "\n")
+    shutil.copyfile(PREDICTOR, folder / "predict.py")
+    script = folder / "hw8_test.sh"
+    script.write_text(TEST_SCRIPT)
+    script.chmod(0o755)
+
+
+def package(target=None, out: str | os.PathLike = "hw8", precision: str | None = None,
+            budget: int | None = STRONG_BUDGET, force: bool = False) -> Package:
+    """Write the graded folder `out` for `target` (see :func:`model_source`; None: the
+    homework submission) and measure it. Over `budget` bytes (None: no limit) it raises
+    BudgetExceeded with the breakdown and leaves nothing behind; an `out` that is not
+    empty is replaced only with `force`."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
+        raise FileExistsError(f"{out} exists and is not an empty folder"
+                              + ("" if not out.is_dir() else ": pass --force to replace it"))
+    source = model_source(target, precision)
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    try:
+        # Built beside `out` (same filesystem, so the folder's own size is the same) and
+        # renamed into place only once it fits.
+        with replacing_folder(out.parent, out.name) as tmp:
+            tmp.chmod(0o755)  # mkdtemp makes it private; graders must read it
+            write_folder(tmp, source)
+            built = measure_folder(tmp, source.name, source.precision, budget)
+            if budget is not None and built.size > budget:
+                raise BudgetExceeded(f"{out}: {built.size:,} B (weights {built.weights:,} + "
+                                     f"code {built.code:,} + folders {built.directories:,}) is "
+                                     f"over the budget of {budget:,} B by "
+                                     f"{built.size - budget:,} B; nothing written")
+    except BudgetExceeded:
+        for parent in made:  # folders made for `out` alone go too
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+        raise
+    return replace(built, folder=out)
+
+
+def folder_size(run: str | None = None, precision: str | None = None) -> dict:
+    """The graded folder of `run` (None: the homework submission) at `precision` (None:
+    the run's reported one), packaged into a temporary folder and measured; no data set
+    needed. Returns :meth:`Package.to_dict`: ``weights``, ``code``, ``directories``,
+    ``total`` (bytes, du's rule computed in Python), ``du`` (GNU du's own figure, None
+    without it), ``files``, ``run``, ``precision``; ``budget`` is None (compare with
+    `quantize.STRONG_BUDGET` / `SIMPLE_BUDGET`). The folder's own entry is the
+    filesystem's (4,096 B on ext4, where the course measured)."""
+    with tempfile.TemporaryDirectory(prefix="fer-hw8-") as tmp:
+        return package(run, Path(tmp) / "hw8", precision, budget=None).to_dict()
