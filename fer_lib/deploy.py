@@ -13,7 +13,6 @@ graph computes with exactly the weights of `fer_lib.quantize.quantized_copy`.
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
 import warnings
@@ -42,6 +41,16 @@ OPSET = 17
 def latency_ms(fn: Callable[[np.ndarray], object], batch: int, *, repeats: int = 20,
                warmup: int = 3, seed: int = 0) -> float:
     """Median wall time of ``fn(x)`` per image, in ms, for x float32 (batch, 1, 48, 48)."""
+    return latency_stats(fn, batch, repeats=repeats, warmup=warmup, seed=seed)["median"]
+
+
+def latency_stats(fn: Callable[[np.ndarray], object], batch: int = 1, *, repeats: int = 100,
+                  warmup: int = 10, seed: int = 0) -> dict[str, float]:
+    """Wall time of ``fn(x)`` per image in ms, over `repeats` timed calls after `warmup`
+    untimed ones, for x float32 (batch, 1, 48, 48): ``{"median", "q1", "q3", "iqr",
+    "runs"}`` (quartiles of the per-call times divided by `batch`)."""
+    if repeats < 1 or batch < 1:
+        raise ValueError(f"need repeats >= 1 and batch >= 1, got {repeats} and {batch}")
     x = np.random.default_rng(seed).standard_normal((batch, *models.INPUT_SHAPE),
                                                     dtype=np.float32)
     for _ in range(warmup):
@@ -51,7 +60,8 @@ def latency_ms(fn: Callable[[np.ndarray], object], batch: int, *, repeats: int =
         start = time.perf_counter()
         fn(x)
         times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times) / batch
+    q1, median, q3 = (1000.0 * float(q) / batch for q in np.percentile(times, [25, 50, 75]))
+    return {"median": median, "q1": q1, "q3": q3, "iqr": q3 - q1, "runs": repeats}
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -246,3 +256,51 @@ def deployment_numbers(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 6
         row[f"ort_ms_b{batch}"] = latency_ms(lambda x: onnx_predict(session, x), batch,
                                              repeats=repeats, warmup=warmup)
     return row
+
+
+def latency_table(named_models: dict[str, nn.Module], *, threads: int = 1, batch: int = 1,
+                  repeats: int = 100, warmup: int = 10):
+    """CPU latency of each model (BN folded, fp32) in eager PyTorch and onnxruntime.
+
+    One row per model: ``model``, ``torch median ms``, ``torch IQR ms``, ``ort median
+    ms``, ``ort IQR ms`` (per image at `batch`, `threads` pinned threads in both
+    runtimes) and ``timed runs``. All torch timings run before any onnxruntime session
+    exists: onnxruntime's spinning worker threads would otherwise steal the cores.
+    """
+    import pandas as pd
+
+    folded = {name: fold_batchnorm(model).cpu().float().eval()
+              for name, model in named_models.items()}
+    rows = {name: {"model": name} for name in folded}
+    with _torch_threads(threads):
+        for name, model in folded.items():
+            stats = latency_stats(_torch_fn(model), batch, repeats=repeats, warmup=warmup)
+            rows[name].update({"torch median ms": stats["median"], "torch IQR ms": stats["iqr"]})
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, model) in enumerate(folded.items()):
+            session = onnx_session(export_onnx(model, Path(tmp) / f"m{i}.onnx"), threads)
+            stats = latency_stats(lambda x, s=session: onnx_predict(s, x), batch,
+                                  repeats=repeats, warmup=warmup)
+            rows[name].update({"ort median ms": stats["median"], "ort IQR ms": stats["iqr"],
+                               "timed runs": repeats})
+    return pd.DataFrame(list(rows.values()))
+
+
+def machine_description(threads: int | None = None) -> str:
+    """The CPU's model name, the threads used of those available, and runtime versions."""
+    import platform
+
+    import onnxruntime
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    used = f"{threads} of {os.cpu_count()} logical CPUs" if threads else \
+        f"{os.cpu_count()} logical CPUs"
+    return (f"{name}, {used}, PyTorch {torch.__version__.split('+')[0]}, "
+            f"onnxruntime {onnxruntime.__version__}")

@@ -147,12 +147,14 @@ def plot_frontier(table: pd.DataFrame, highlight: dict | None = None,
                     alpha=0.5)
         ax.scatter(rows["bytes"], 100 * rows["private_acc"], s=22, zorder=3, label=category,
                    **style)
-    for label, sub in (highlight or {}).items():
+    for i, (label, sub) in enumerate((highlight or {}).items()):
         ax.scatter([sub.bytes], [100 * sub.private_acc], s=160, facecolors="none",
                    edgecolors="black", linewidths=1.4, zorder=4)
-        ax.annotate(label, (sub.bytes, 100 * sub.private_acc), textcoords="offset points",
-                    xytext=(-8, 10), ha="right", fontsize=8,
-                    arrowprops=dict(arrowstyle="-", lw=0.6))
+        # Labels stacked in the empty band below the cloud, arrows to their points.
+        ax.annotate(label, (sub.bytes, 100 * sub.private_acc), textcoords="axes fraction",
+                    xytext=(0.30 + 0.12 * i, 0.42 - 0.07 * i), ha="left", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8),
+                    arrowprops=dict(arrowstyle="-", lw=0.6), zorder=5)
     for report in (reports or {}).values():
         if report.get("bytes"):
             ax.scatter([report["bytes"]], [100 * report["private_acc"]], marker="*", s=150,
@@ -304,7 +306,7 @@ def draw_network(table: pd.DataFrame, title: str | None = None):
     hatching tell the layer kinds apart (readable in greyscale). Below each box: its
     output shape; above: kind, stride and expansion.
     """
-    fig, ax = plt.subplots(figsize=(min(1.0 + 0.55 * len(table), 11.0), 3.6),
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.42 * len(table), 8.5), 3.4),
                            layout="constrained")
     x = 0.0
     for _, row in table.iterrows():
@@ -320,8 +322,8 @@ def draw_network(table: pd.DataFrame, title: str | None = None):
             short += "+"
         extra = "".join(f"\n{k[0]}{row[k]}" for k in ("stride", "expansion")
                         if str(row[k]) not in ("", "1"))
-        ax.text(x + width / 2, 1.75, short + extra, ha="center", va="bottom", fontsize=6.5)
-        ax.text(x + width / 2, -1.75, row["output"], ha="center", va="top", fontsize=6.5,
+        ax.text(x + width / 2, 1.75, short + extra, ha="center", va="bottom", fontsize=7)
+        ax.text(x + width / 2, -1.75, row["output"], ha="center", va="top", fontsize=7,
                 rotation=90)
         x += width + 0.18
     ax.set_xlim(-0.2, x)

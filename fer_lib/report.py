@@ -29,7 +29,7 @@ from .store import find_result
 # The homework requires a MobileNet: only these families may be the submission.
 MOBILENET_FAMILIES = ("mobilenet_v1", "mobilenet_v2")
 PRECISION_COLUMNS = ("run", "group", "family", "kd", "seed", "params", "flops", "precision",
-                     "bytes", "val_acc", "public_acc", "private_acc", "reported")
+                     "bytes", "val_acc", "public_acc", "private_acc", "reported", "weights")
 
 
 # The two homework reports the book answers alongside, exactly as they give their numbers
@@ -41,13 +41,13 @@ REPORTS = {
         label="report A", model="MobileNetV2-like (inverted residuals, expansion 4)",
         params=102_709, precision="fp16", bytes=2 * 102_709, bytes_note="fp16 arithmetic",
         public_acc=0.70548, private_acc=0.69601,
-        technique="KD from 8 teachers; weights as float16 in a numpy npz",
+        technique="KD from 8 teachers; weights as float16 in a numpy npz", teachers=8,
         hw3_model="ensemble of 5 CNNs (parameters of one of them)", hw3_params=4_184_839,
         hw3_public_acc=0.71412, hw3_private_acc=0.71440),
     "report-b": dict(
         label="report B", model="MobileNetV1-like (Keras, depthwise separable)",
         params=73_511, precision=None, bytes=None, bytes_note="not stated",
-        public_acc=0.64781, private_acc=0.63973, technique="none stated",
+        public_acc=0.64781, private_acc=0.63973, technique="none stated", teachers=None,
         hw3_model="VGG-like Keras CNN", hw3_params=22_614_919,
         hw3_public_acc=0.68208, hw3_private_acc=0.68487),
 }
@@ -85,8 +85,8 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def _number(v: float) -> str:
-    if v == 0 or 1e-3 <= abs(v) < 1e5:
-        return f"{v:g}"
+    if v == 0 or 1e-2 <= abs(v) < 1e5:
+        return f"{v:.4g}"
     mantissa, exponent = f"{v:.2e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
@@ -143,7 +143,10 @@ class Table:
 _LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                    "\\": r"\textbackslash{}", "×": r"$\times$", "–": "--", "±": r"$\pm$",
-                   "≤": r"$\leq$", "≥": r"$\geq$", "→": r"$\rightarrow$"}
+                   "≤": r"$\leq$", "≥": r"$\geq$", "→": r"$\rightarrow$",
+                   # fmt's "4 × 10⁻⁵": superscripts as LaTeX, not glyphs a font may lack
+                   **{sup: f"\\textsuperscript{{{plain}}}" for sup, plain
+                      in zip("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789", strict=True)}}
 
 
 def _latex_escape(text: str) -> str:
@@ -164,7 +167,8 @@ def precision_table(results_dir: str | os.PathLike | None = None) -> pd.DataFram
 
     Columns `PRECISION_COLUMNS`; accuracies are fractions (flip TTA, float32 scoring of
     the weights at that precision), bytes the exported file's size. ``reported`` marks
-    the precision the run's summary.csv row uses; ``kd`` whether it distilled.
+    the precision the run's summary.csv row uses; ``kd`` whether it distilled;
+    ``weights`` whether its weights are committed (only then can it be submitted).
     Ensembles, which have no weights of their own, appear once at fp32.
     """
     rows = []
@@ -186,7 +190,8 @@ def precision_table(results_dir: str | os.PathLike | None = None) -> pd.DataFram
                          "params": m["params"], "flops": m["flops"], "precision": precision,
                          "bytes": m["bytes"][precision], "val_acc": acc["val"],
                          "public_acc": acc["public"], "private_acc": acc["private"],
-                         "reported": precision == exp.precision})
+                         "reported": precision == exp.precision,
+                         "weights": result.has_weights()})
     return pd.DataFrame(rows, columns=list(PRECISION_COLUMNS))
 
 
@@ -228,26 +233,42 @@ def submission(budget_bytes: int = STRONG_BUDGET,
 
     Among every stored run and precision (`precision_table()`, or `table`: a DataFrame
     or a CSV with its columns) it keeps the MobileNets (`MOBILENET_FAMILIES`: the
-    homework requires one) whose model file has at most `budget_bytes` bytes, and returns
-    the one with the best validation accuracy; ties go to fewer bytes, then to the run's
-    name. Public and private accuracy are never looked at. Raises LookupError when no
-    stored MobileNet fits.
+    homework requires one) whose weights are committed (a submission is files one can
+    hand in; a table without a ``weights`` column counts every run as having them) and
+    whose model file has at most `budget_bytes` bytes, and returns the one with the best
+    validation accuracy; ties go to fewer bytes, then to the run's name. Public and
+    private accuracy are never looked at. Raises LookupError when no stored MobileNet fits.
     """
+    table = _as_table(table)
+    if "weights" in table.columns:
+        table = table[table["weights"].astype(bool)]
+    return best_run(budget_bytes, table, MOBILENET_FAMILIES)
+
+
+def _as_table(table: pd.DataFrame | str | os.PathLike | None) -> pd.DataFrame:
+    if table is None:
+        return precision_table()
+    return pd.read_csv(table) if isinstance(table, (str, Path)) else table
+
+
+def best_run(budget_bytes: int, table: pd.DataFrame | str | os.PathLike | None = None,
+             families: tuple[str, ...] | None = None) -> Submission:
+    """The run and precision with the best validation accuracy whose model file has at
+    most `budget_bytes` bytes, among `families` (None: every family); ties as in
+    `submission`, the book's one way of choosing a model."""
     if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, (int, np.integer)) \
             or budget_bytes <= 0:
         raise ValueError(f"budget_bytes must be a positive whole number of bytes, "
                          f"got {budget_bytes!r}")
-    if table is None:
-        table = precision_table()
-    elif isinstance(table, (str, Path)):
-        table = pd.read_csv(table)
+    table = _as_table(table)
     missing = {"run", "family", "precision", "bytes", "val_acc"} - set(table.columns)
     if missing:
         raise ValueError(f"submission: the table lacks column(s) {sorted(missing)}")
-    fits = table[table["family"].isin(MOBILENET_FAMILIES) & (table["bytes"] <= budget_bytes)
-                 & table["val_acc"].notna()]
+    allowed = table["family"].isin(families) if families else table["family"].notna()
+    fits = table[allowed & (table["bytes"] <= budget_bytes) & table["val_acc"].notna()]
     if fits.empty:
-        raise LookupError(f"no stored MobileNet run has a model file of at most "
+        which = f"{' or '.join(families)} run" if families else "run"
+        raise LookupError(f"no stored {which} has a model file of at most "
                           f"{budget_bytes:,} bytes")
     # Accuracies are counts over the same validation images: round away float noise.
     order = fits.assign(_val=-fits["val_acc"].round(9)).sort_values(

@@ -1,0 +1,102 @@
+"""The book tells one story: one way to choose the submission, numbers only through the
+formatter, captioned figures with alt text, and the README naming the same model.
+
+These tests read the chapters' sources and the committed, executed notebooks.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+jupytext = pytest.importorskip("jupytext")
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK = REPO / "book"
+NOTEBOOKS = sorted(p for p in BOOK.glob("*.ipynb"))
+SOURCES = sorted(p for p in BOOK.glob("*.md") if p.with_suffix(".ipynb").exists())
+# Chapters that state which model we submit: each must ask fer_lib.submission.
+NAME_THE_SUBMISSION = ("intro", "q1_architecture", "results")
+# A float with five or more decimals in an output is a number nobody formatted.
+RAW_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{5,}(?![\w.])")
+PLACEHOLDERS = re.compile(r"\b(None|NaN|nan|not run|TODO|TBD|placeholder)\b")
+# Ways of picking a model that bypass fer_lib.report's one way of choosing.
+SELECTION = re.compile(r"val_acc.*(idxmax|nlargest|sort_values|\.max\(\))|"
+                       r"(idxmax|nlargest|sort_values).*val_acc")
+
+
+def code_cells(path: Path) -> list:
+    return [c for c in jupytext.read(path).cells if c.cell_type == "code"]
+
+
+def text_outputs(cell) -> list[str]:
+    texts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            texts.append(output.get("text", ""))
+        for mime, value in output.get("data", {}).items():
+            if mime in ("text/plain", "text/html", "text/latex", "text/markdown"):
+                texts.append(value if isinstance(value, str) else "".join(value))
+    return texts
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_no_chapter_chooses_a_model_another_way(source):
+    offending = [line.strip() for cell in code_cells(source) for line in cell.source.splitlines()
+                 if SELECTION.search(line)]
+    assert not offending, (f"{source.name} selects a model itself; use "
+                           f"fer_lib.report.submission or best_run: {offending}")
+
+
+@pytest.mark.parametrize("name", NAME_THE_SUBMISSION)
+def test_chapters_that_name_the_submission_ask_for_it(name):
+    code = "\n".join(c.source for c in code_cells(BOOK / f"{name}.md"))
+    assert re.search(r"\bsubmission\((STRONG_BUDGET|budget|TINY_BUDGET)", code), (
+        f"{name}.md must name our submission through fer_lib.submission(budget)")
+
+
+def test_readme_names_the_same_submission():
+    from fer_lib import submission
+
+    readme = (REPO / "README.md").read_text()
+    assert "fer_lib.submission(225_000)" in readme
+    chosen = submission(225_000)
+    assert f"`{chosen.run}` at {chosen.precision}" in readme, (
+        f"README.md must name the current submission, `{chosen.run}` at {chosen.precision}")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_outputs_have_no_raw_floats_or_placeholders(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for text in text_outputs(cell):
+            found += [f"cell {index}: {m.group(0)!r}" for m in RAW_FLOAT.finditer(text)]
+            found += [f"cell {index}: {m.group(0)!r}" for m in PLACEHOLDERS.finditer(text)]
+    assert not found, f"{notebook.name}: format numbers with fer_lib.report.fmt: {found[:10]}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_has_a_caption_and_alt_text(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    missing = []
+    for index, cell in enumerate(nb.cells):
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        if cell.cell_type != "code" or not images:
+            continue
+        meta = cell.metadata.get("mystnb", {})
+        if not meta.get("figure", {}).get("caption") or not meta.get("image", {}).get("alt"):
+            missing.append(index)
+    assert not missing, f"{notebook.name}: figure cells {missing} lack a caption or alt text"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_prose_uses_glue_not_format_specs(source):
+    """Numbers reach the prose formatted once, by fmt: no ``{glue:text}`x:.3f``` specs."""
+    specs = re.findall(r"\{glue:text\}`[^`]*:[^`]*`", source.read_text())
+    assert not specs, f"{source.name}: format in the code cell with fmt(): {specs}"
