@@ -408,6 +408,7 @@ def _add_homework_commands(sub) -> None:
     p.add_argument("-o", "--out", default="hw8", help="the folder to write (default: hw8)")
     p.add_argument("--precision", choices=precisions,
                    help="default: the run's reported (the submission's chosen) precision")
+    # fer_lib.quantize.STRONG_BUDGET, spelled out: `fer --help` must not import torch.
     p.add_argument("--budget", type=int, default=225_000,
                    help="refuse a folder over this many bytes (default 225,000; the simple "
                         "baseline's was 650,000)")

@@ -204,3 +204,21 @@ def test_submission_needs_committed_weights_but_best_run_does_not(tmp_path):
 def test_latex_escape_turns_superscripts_into_latex():
     expected = r"4 $\times$ 10\textsuperscript{-}\textsuperscript{5}"
     assert report._latex_escape("4 × 10⁻⁵") == expected
+
+
+def test_cli_package_budget_default_is_the_strong_budget():
+    from fer_lib.cli import make_parser
+
+    args = make_parser().parse_args(["package"])
+    assert args.budget == report.STRONG_BUDGET
+
+
+def test_reported_rows_equal_summary_csv():
+    """Every chapter's numbers (report) and summary.csv (the public interface) agree."""
+    summary = pd.read_csv(RESULTS / "summary.csv").set_index("run")
+    reported = report.reported_table(RESULTS).set_index("run")
+    assert set(summary.index) == set(reported.index)
+    for column in ("params", "bytes", "val_acc", "public_acc", "private_acc"):
+        assert np.allclose(reported.loc[summary.index, column].astype(float),
+                           summary[column].astype(float), atol=1e-6), column
+    assert (reported.loc[summary.index, "precision"] == summary["precision"]).all()
