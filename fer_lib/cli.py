@@ -208,6 +208,11 @@ def cmd_reproduce(args) -> None:
 
     wanted = _selected(args.only)
     todo = [n for n in wanted if args.rerun or find_result(catalogue.get(n)) is None]
+    if args.plan:
+        from .plan import plan, plan_table
+
+        print(plan_table(plan(todo, measure=args.probe, log=print)))
+        return
     how = f"{args.jobs} at a time" if args.backend == "local" else "as Ray tasks"
     print(f"{len(wanted)} experiments selected, {len(todo)} to run ({how})")
     failed = run_jobs(todo, args) if args.backend == "local" else _run_on_ray(todo, args)
@@ -258,9 +263,11 @@ def cmd_rescore(args) -> None:
 def run_jobs(todo: list[str], args) -> list[str]:
     """Run experiments as subprocesses, `args.jobs` at a time, each after what it needs."""
     from . import catalogue, paths
+    from .plan import Progress, plan
 
     runs = paths.runs_dir()
     runs.mkdir(parents=True, exist_ok=True)
+    progress = Progress(plan(todo))  # recorded probes only: starting must stay instant
     pending, running, failed, done = list(todo), {}, [], set()
     while pending or running:
         for name in list(pending):
@@ -287,7 +294,8 @@ def run_jobs(todo: list[str], args) -> list[str]:
                 (done.add if ok else failed.append)(name)
                 tail = (runs / f"{name}.log").read_text().strip().splitlines()[-1:]
                 print(f"[{'done' if ok else 'FAIL'}] {name} ({time.time() - t0:.0f} s) "
-                      f"{tail[0] if tail else ''}", flush=True)
+                      f"{tail[0] if tail else ''}\n  {progress.done(name, time.time() - t0)}",
+                      flush=True)
         time.sleep(0.5)
     return failed
 
@@ -358,6 +366,10 @@ def _add_catalogue_commands(sub) -> None:
     p.add_argument("--gpus-per-run", type=float, default=0.0,
                    help="Ray: GPUs each run asks for; a fraction lets small runs share one")
     p.add_argument("--retries", type=int, default=2, help="Ray: retries of a failed run")
+    p.add_argument("--plan", action="store_true",
+                   help="list the runs to do with their estimated CPU time, and stop")
+    p.add_argument("--probe", action="store_true", help="with --plan: time each architecture "
+                   "without a recorded probe (recorded in results/cpu_probes.json)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("rescore", help="re-score stored runs in float32 from their weights")

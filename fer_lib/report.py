@@ -398,50 +398,25 @@ def paired_tests(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- missing runs
 def missing_runs(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """Catalogue runs without a stored result: ``run``, ``group``, ``kind``, ``needs``
-    (runs that must exist first) and ``cpu_minutes``, an estimate of the training time on
-    this project's 2-core CPU (`estimate_cpu_seconds`; NaN where there is nothing to
-    estimate from)."""
-    exps = catalogue.experiments()
-    rate = cpu_rate(results_dir)
-    rows = [{"run": e.name, "group": e.group, "kind": e.kind,
-             "needs": ", ".join(e.needs), "cpu_minutes": estimate_cpu_seconds(e, rate) / 60}
-            for e in exps.values() if find_result(e, results_dir) is None]
+    (runs that must exist first) and ``cpu_minutes``, the estimated training time on the
+    CPU recorded in ``results/cpu_probes.json`` (`fer_lib.plan`; NaN where no probe of
+    that architecture is recorded, 0 for runs that do not train)."""
+    from .plan import architecture_key, estimate_seconds, load_probes
+
+    rates = load_probes(results_dir).get("rates", {})
+    rows = []
+    for e in catalogue.experiments().values():
+        if find_result(e, results_dir) is not None:
+            continue
+        rate = rates.get(architecture_key(e)) if e.kind == "train" else None
+        rows.append({"run": e.name, "group": e.group, "kind": e.kind,
+                     "needs": ", ".join(e.needs),
+                     "cpu_minutes": estimate_seconds(e, rate) / 60})
     return pd.DataFrame(rows, columns=["run", "group", "kind", "needs", "cpu_minutes"])
 
 
-def cpu_rate(results_dir: str | os.PathLike | None = None) -> tuple[float, float] | None:
-    """Seconds per training image as ``a + b * forward FLOPs``, fitted (least squares)
-    on the stored runs trained on a CPU; None when there are none."""
-    from .data import VAL_FRACTION
+def probe_machine(results_dir: str | os.PathLike | None = None) -> str:
+    """The machine the recorded CPU probes ran on ("" if none is recorded)."""
+    from .plan import load_probes
 
-    points = []
-    for exp in catalogue.experiments().values():
-        result = find_result(exp, results_dir)
-        if result is None or result.metrics.get("device") != "cpu" \
-                or "train_seconds" not in result.metrics or exp.kind != "train":
-            continue
-        m = result.metrics
-        images = m["epochs"] * TRAINING_IMAGES * (1 - VAL_FRACTION)
-        points.append((m["flops"], m["train_seconds"] / images))
-    if not points:
-        return None
-    flops, seconds = np.array(points).T
-    if len(set(flops)) < 2:
-        return 0.0, float(np.mean(seconds / flops))
-    b, a = np.polyfit(flops, seconds, 1)
-    return float(max(a, 0.0)), float(max(b, 0.0))
-
-
-TRAINING_IMAGES = 28_709  # FER2013's Training split
-
-
-def estimate_cpu_seconds(exp, rate: tuple[float, float] | None) -> float:
-    """Estimated training seconds of `exp` on the CPU at `rate` (see `cpu_rate`)."""
-    from .data import VAL_FRACTION
-    from .models import build, count_flops
-
-    if rate is None or exp.kind != "train":
-        return 0.0 if exp.kind != "train" else math.nan
-    flops = count_flops(build(exp.train.family, **exp.train.model_args))
-    images = exp.train.epochs * TRAINING_IMAGES * (1 - VAL_FRACTION)
-    return images * (rate[0] + rate[1] * flops)
+    return load_probes(results_dir).get("machine", "")

@@ -1,0 +1,159 @@
+"""What the missing runs will cost on a CPU, before anyone starts them.
+
+The estimate for a run is its number of training images (epochs x Training rows kept
+for training) times the seconds one image takes through the real trainer on this
+machine. That rate is measured by a *probe*: one short epoch of `fer_lib.train.train`
+on a small synthetic data set (no FER2013 needed), per architecture, so it includes the
+augmentation, the optimiser and the validation pass exactly as a real run does.
+Probes are recorded in ``results/cpu_probes.json`` (with the machine and the thread
+count), so the book can list the missing runs with their cost without probing while it
+builds. Runs that do not train (ensembles, cuts) cost nothing here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import catalogue, paths
+from .catalogue import Experiment
+from .data import FER2013, VAL_FRACTION
+
+PROBES = "cpu_probes.json"  # in results/
+TRAINING_IMAGES = 28_709  # FER2013's Training split
+PROBE_IMAGES = 2_560  # synthetic Training images per probe (nine batches + validation)
+
+
+def architecture_key(exp: Experiment) -> str:
+    """What a probe depends on: family, hyperparameters, batch size and memory format."""
+    cfg = exp.train
+    args = json.dumps(cfg.model_args, sort_keys=True)
+    return f"{cfg.family} {args} batch={cfg.batch_size} channels_last={cfg.channels_last}"
+
+
+def synthetic_fer(n: int, seed: int = 0) -> FER2013:
+    """`n` random 48 x 48 Training images with balanced labels (for timing only)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
+    labels = np.arange(n, dtype=np.int64) % 7
+    return FER2013(images, labels, np.array(["Training"] * n), source="synthetic (probe)")
+
+
+def probe(exp: Experiment, images: int | None = None) -> float:
+    """Seconds per Training image of `exp`'s trainer on this CPU (synthetic epochs).
+
+    Two short epochs; the second is timed (from the trainer's own history), so set-up
+    and first-call costs are left out, and the validation pass is in, as in a real run.
+    """
+    from .train import train
+
+    images = images or PROBE_IMAGES
+    cfg = replace(exp.train, epochs=2, subset=None)  # no teacher: distillation costs ~0
+    result = train(cfg, synthetic_fer(images), device="cpu", quiet=True)
+    seconds = result.history[-1]["seconds"]
+    return seconds / (images * (1 - VAL_FRACTION))
+
+
+def estimate_seconds(exp: Experiment, seconds_per_image: float | None) -> float:
+    """Training seconds of `exp` at `seconds_per_image` (0 for runs that do not train)."""
+    if exp.kind != "train":
+        return 0.0
+    if seconds_per_image is None:
+        return float("nan")
+    return exp.train.epochs * TRAINING_IMAGES * (1 - VAL_FRACTION) * seconds_per_image
+
+
+def load_probes(results_dir: str | os.PathLike | None = None) -> dict:
+    """The recorded probes: ``{"machine": str, "threads": int, "rates": {key: s/image}}``."""
+    path = Path(results_dir or paths.results_dir()) / PROBES
+    return json.loads(path.read_text()) if path.exists() else {"rates": {}}
+
+
+def write_probes(probes: dict, results_dir: str | os.PathLike | None = None) -> Path:
+    path = Path(results_dir or paths.results_dir()) / PROBES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(probes, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def plan(names: list[str], *, measure: bool = False,
+         results_dir: str | os.PathLike | None = None, log=None) -> list[dict]:
+    """One row per run in `names`: ``run``, ``kind``, ``architecture`` and ``seconds``,
+    the estimated CPU training time (NaN when no probe is recorded and `measure` is off).
+
+    measure: probe every architecture without a recorded rate, and record it (in
+    `results_dir`'s ``cpu_probes.json``); `log` is called with a line per probe.
+    """
+    from .deploy import machine_description
+
+    probes = load_probes(results_dir)
+    rates = probes.setdefault("rates", {})
+    rows = []
+    for name in names:
+        exp = catalogue.get(name)
+        key = architecture_key(exp) if exp.kind == "train" else ""
+        if measure and key and key not in rates:
+            start = time.perf_counter()
+            rates[key] = probe(exp)
+            if log:
+                log(f"probed {key}: {rates[key] * 1000:.2f} ms per image "
+                    f"({time.perf_counter() - start:.0f} s)")
+            probes.update(machine=machine_description(torch.get_num_threads()),
+                          threads=torch.get_num_threads())
+            write_probes(probes, results_dir)
+        rows.append({"run": name, "kind": exp.kind, "architecture": key,
+                     "seconds": estimate_seconds(exp, rates.get(key))})
+    return rows
+
+
+def format_duration(seconds: float) -> str:
+    """"1 h 05 min", "12 min", "45 s"; "?" for NaN."""
+    if seconds != seconds:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def plan_table(rows: list[dict]) -> str:
+    """The plan as text: one line per run with its estimate, then the total."""
+    lines = [f"{'run':36s} {'kind':6s} {'estimate':>12s}"]
+    lines += [f"{r['run']:36s} {r['kind']:6s} {format_duration(r['seconds']):>12s}"
+              for r in rows]
+    known = [r["seconds"] for r in rows if r["seconds"] == r["seconds"]]
+    unknown = len(rows) - len(known)
+    total = f"{len(rows)} runs, about {format_duration(sum(known))} on this CPU"
+    if unknown:
+        total += f" plus {unknown} without a probe (run with --probe to time them)"
+    return "\n".join(lines + [total])
+
+
+class Progress:
+    """Progress of a batch of runs with an ETA: the plan's estimates for what is left,
+    scaled by how the finished runs compared with their own estimates."""
+
+    def __init__(self, rows: list[dict]):
+        self.estimates = {r["run"]: r["seconds"] for r in rows}
+        self.actual: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def done(self, name: str, seconds: float) -> str:
+        """Record that `name` took `seconds`; return the status line to print."""
+        self.actual[name] = seconds
+        left = [e for n, e in self.estimates.items() if n not in self.actual and e == e]
+        pairs = [(s, self.estimates.get(n)) for n, s in self.actual.items()
+                 if self.estimates.get(n) == self.estimates.get(n) and self.estimates.get(n)]
+        scale = sum(s for s, _ in pairs) / sum(e for _, e in pairs) if pairs else 1.0
+        spent = format_duration(time.perf_counter() - self.start)
+        status = f"{len(self.actual)}/{len(self.estimates)} done, {spent} spent"
+        if len(self.actual) < len(self.estimates):
+            status += f", about {format_duration(scale * sum(left))} left"
+        return status

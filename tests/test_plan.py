@@ -1,0 +1,91 @@
+"""fer_lib.plan: what the missing runs cost on a CPU (probes, estimates, progress)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from fer_lib import catalogue as catalogue_module
+from fer_lib import plan
+from fer_lib.catalogue import Experiment
+from fer_lib.config import TrainConfig
+
+TINY = TrainConfig(family="cnn", model_args={"width": 0.05}, epochs=3, batch_size=64)
+
+
+@pytest.fixture()
+def tiny_catalogue(monkeypatch):
+    exps = {"tiny-a": Experiment("tiny-a", "sweep", TINY),
+            "tiny-b": Experiment("tiny-b", "sweep", dataclasses.replace(TINY, seed=1)),
+            "tiny-cut": Experiment("tiny-cut", "ablation-cut", TINY, kind="cut",
+                                   slim_from="tiny-a", slim_fraction=0.5)}
+    monkeypatch.setattr(catalogue_module, "experiments", lambda: exps)
+    return exps
+
+
+def test_architecture_key_ignores_the_seed_but_not_the_model():
+    a = Experiment("a", "g", TINY)
+    assert plan.architecture_key(a) == plan.architecture_key(
+        Experiment("b", "g", dataclasses.replace(TINY, seed=3, epochs=9)))
+    assert plan.architecture_key(a) != plan.architecture_key(
+        Experiment("c", "g", dataclasses.replace(TINY, model_args={"width": 0.1})))
+    assert plan.architecture_key(a) != plan.architecture_key(
+        Experiment("d", "g", dataclasses.replace(TINY, batch_size=128)))
+
+
+def test_estimate_scales_with_epochs_and_is_zero_without_training():
+    a = Experiment("a", "g", TINY)
+    doubled = Experiment("a", "g", dataclasses.replace(TINY, epochs=6))
+    assert plan.estimate_seconds(doubled, 1e-3) == pytest.approx(2 * plan.estimate_seconds(a, 1e-3))
+    assert plan.estimate_seconds(a, 1e-3) == pytest.approx(
+        3 * plan.TRAINING_IMAGES * 0.9 * 1e-3)
+    assert math.isnan(plan.estimate_seconds(a, None))
+    cut = Experiment("c", "g", TINY, kind="cut", slim_from="a", slim_fraction=0.5)
+    assert plan.estimate_seconds(cut, None) == 0.0
+
+
+def test_probe_measures_a_positive_rate_without_the_data_set():
+    rate = plan.probe(Experiment("a", "g", TINY), images=320)
+    assert 0 < rate < 1  # seconds per image
+
+
+def test_plan_probes_once_per_architecture_and_records_it(tmp_path, tiny_catalogue,
+                                                           monkeypatch):
+    monkeypatch.setattr(plan, "PROBE_IMAGES", 320)  # a quick probe is enough here
+    lines = []
+    rows = plan.plan(["tiny-a", "tiny-b", "tiny-cut"], measure=True, results_dir=tmp_path,
+                     log=lines.append)
+    assert len(lines) == 1, "two seeds of one architecture share one probe"
+    assert [r["run"] for r in rows] == ["tiny-a", "tiny-b", "tiny-cut"]
+    assert rows[0]["seconds"] == rows[1]["seconds"] > 0 and rows[2]["seconds"] == 0
+    recorded = json.loads((tmp_path / plan.PROBES).read_text())
+    assert recorded["threads"] >= 1 and "logical CPUs" in recorded["machine"]
+    again = plan.plan(["tiny-a"], results_dir=tmp_path, log=lines.append)
+    assert len(lines) == 1 and again[0]["seconds"] == rows[0]["seconds"]
+    text = plan.plan_table(rows)
+    assert "tiny-a" in text and text.splitlines()[-1].startswith("3 runs, about")
+
+
+def test_plan_without_probes_says_what_is_unknown(tmp_path, tiny_catalogue):
+    rows = plan.plan(["tiny-a"], results_dir=tmp_path)
+    assert math.isnan(rows[0]["seconds"])
+    assert "without a probe" in plan.plan_table(rows)
+
+
+@pytest.mark.parametrize("seconds, text", [(45, "45 s"), (720, "12 min"), (3900, "1 h 05 min"),
+                                           (float("nan"), "?")])
+def test_format_duration(seconds, text):
+    assert plan.format_duration(seconds) == text
+
+
+def test_progress_scales_what_is_left_by_what_was_seen():
+    progress = plan.Progress([{"run": "a", "seconds": 100.0}, {"run": "b", "seconds": 100.0},
+                              {"run": "c", "seconds": 200.0}])
+    line = progress.done("a", 200.0)  # twice as slow as estimated: the rest is 2 x 300 s
+    assert line.startswith("1/3 done") and "about 10 min left" in line
+    assert "about 7 min left" in progress.done("b", 200.0)  # 2 x 200 s for c
+    last = progress.done("c", 10.0)
+    assert last.startswith("3/3 done") and "left" not in last
