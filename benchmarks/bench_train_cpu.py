@@ -1,213 +1,317 @@
-"""CPU training throughput: our device-resident trainer step vs a torchvision-style pipeline.
+"""CPU training speed: today's trainer against the fast path, through `fer_lib.train.train`.
 
-    FER2013_PATH=/path/to/fer2013.zip python benchmarks/bench_train_cpu.py
+    FER2013_PATH=/path/to/fer2013.zip python benchmarks/bench_train_cpu.py [--images 2048]
 
-Ours: the Training split as one uint8 tensor, a batch indexed out of it, normalised and
-augmented in one batched `fer_lib.train.augment` call (shift, flip, rotation, zoom,
-erasing), then the model step. Baseline, written the torchvision way (torchvision is not
-installed here, so its few transforms are re-written with PIL/numpy): a `Dataset` of PIL
-images, per-sample random flip, random affine (rotation + zoom + shift, one PIL
-`Image.transform`), to-tensor + normalise, random erasing, collated by a `DataLoader`
-(0 and 2 workers). Same model, batch size, optimizer and loss for both. Then a profile
-of the student's step on CPU, by self CPU time.
+1. Epochs. For the 200k and 27k students and a 16k MobileNetV1 of the sweep (their
+   catalogue configs: batch 256, SGD, channels_last; the students distil from a cached
+   teacher, here random logits), ``train(cfg, fast=False)`` (today's trainer, eager
+   PyTorch) and ``train(cfg, fast=True)`` (`fer_lib.fastpath`) run in turn, A B A B, in
+   one process. Each run trains 2 epochs on a stratified subset of --images training
+   images, with the validation set cut to keep the real 9:1 train:validation proportion,
+   and the second epoch's seconds (training + validation, set-up excluded, as
+   ``history[i]["seconds"]`` records them) are compared. A ratio is the median of the
+   rounds' ratios. On a shared machine only ratios mean something: the load average is
+   printed, and ``--clock cpu`` counts this process's CPU seconds instead of wall seconds
+   (robust to other load with ``--threads 1``; with more threads it counts spinning too).
+2. Profile of the 200k student's step, today's and the fast path's: milliseconds per
+   step by phase (augmentation, forward, loss, backward, optimizer, and the validation
+   pass per training step at 9:1) and the top operators by self CPU time.
+3. ``--ablation``: each change alone, and what did not help, on the 200k student's step
+   (interleaved, ms per step).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import random
+import contextlib
+import copy
+import dataclasses
+import os
+import statistics
 import time
+import types
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.profiler import ProfilerActivity, profile, record_function
 
+import fer_lib.train as trainer
+from fer_lib import catalogue, fastkernels, fastpath
 from fer_lib.data import load_fer2013
-from fer_lib.evaluate import PIXEL_MEAN, PIXEL_STD, to_input
-from fer_lib.models import build, count_params
-from fer_lib.train import AUGMENT_DRAWS, TrainConfig, augment, make_optimizer
+from fer_lib.distill import CachedTeacher, kd_loss
+from fer_lib.evaluate import predict_logits, to_input
+from fer_lib.models import build
 
-BATCH = 128
-MODELS = {"sweep mobilenet_v1 (~4k)": ("mobilenet_v1", 0.0556),
-          "student mobilenet_v2 (~100k)": ("mobilenet_v2", 0.3824)}
-CFG = TrainConfig()  # the trainer's defaults: augmentation strengths, channels_last
+MODELS = ("student-200k-kd", "student-27k-kd", "sweep-mobilenet-16k-s0")
+CL = torch.channels_last
 
 
-# ----------------------------------------------------------------- torchvision-style baseline
-def random_affine(img: Image.Image, cfg: TrainConfig, rng: random.Random) -> Image.Image:
-    """RandomAffine(degrees, translate, scale) as torchvision does it: one inverse map."""
-    angle = math.radians(rng.uniform(-cfg.rotate, cfg.rotate))
-    zoom = rng.uniform(1 - cfg.scale, 1 + cfg.scale)
-    tx, ty = rng.uniform(-cfg.shift, cfg.shift), rng.uniform(-cfg.shift, cfg.shift)
-    cx, cy = img.width / 2, img.height / 2
-    cos, sin = math.cos(angle) * zoom, math.sin(angle) * zoom
-    forward = np.array([[cos, -sin, cx + tx - cos * cx + sin * cy],
-                        [sin, cos, cy + ty - sin * cx - cos * cy], [0, 0, 1]])
-    inverse = np.linalg.inv(forward)[:2].ravel()
-    return img.transform(img.size, Image.Transform.AFFINE, tuple(inverse),
-                         resample=Image.Resampling.BILINEAR)
+def load_line() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
 
 
-def random_erasing(x: torch.Tensor, p: float, rng: random.Random) -> torch.Tensor:
-    """RandomErasing on one (1, H, W) tensor: 2-20% of the area, aspect 1/3..3, value 0."""
-    if rng.random() >= p:
-        return x
-    _, h, w = x.shape
-    for _ in range(10):
-        area = rng.uniform(0.02, 0.2) * h * w
-        aspect = math.exp(rng.uniform(-math.log(3), math.log(3)))
-        eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-        if eh < h and ew < w:
-            top, left = rng.randint(0, h - eh), rng.randint(0, w - ew)
-            x = x.clone()
-            x[:, top:top + eh, left:left + ew] = 0
-            return x
-    return x
+def bench_config(name: str, images: int, n_training: int):
+    """The experiment's config on `images` training images and a 9:1 validation set."""
+    return dataclasses.replace(catalogue.get(name).train, epochs=2, subset=images,
+                               val_fraction=images / 9 / n_training)
 
 
-class PILFaces(Dataset):
-    """FER2013 as PIL images, transformed one sample at a time."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, cfg: TrainConfig):
-        self.images = [Image.fromarray(a) for a in images]
-        self.labels = labels
-        self.cfg = cfg
-        self.rng = random.Random(0)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        img = self.images[i]
-        if self.cfg.flip and self.rng.random() < 0.5:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        img = random_affine(img, self.cfg, self.rng)
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32)[None])  # ToTensor (x255)
-        x = (x - PIXEL_MEAN) / PIXEL_STD
-        return random_erasing(x, self.cfg.erase, self.rng), int(self.labels[i])
+def random_teacher(n_training: int, name: str) -> CachedTeacher | None:
+    if catalogue.get(name).teacher is None:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    return CachedTeacher(torch.randn(n_training, 2, 7, generator=gen))
 
 
-# ----------------------------------------------------------------- the step and the timers
-def make_step(family: str, width: float, channels_last: bool):
-    """One SGD step of a freshly seeded model; channels_last as our trainer does it."""
+@contextlib.contextmanager
+def clock(kind: str):
+    """Make the trainer's epoch timer read wall seconds or this process's CPU seconds."""
+    if kind == "wall":
+        yield
+        return
+    real = trainer.time
+    trainer.time = types.SimpleNamespace(perf_counter=time.process_time)
+    try:
+        yield
+    finally:
+        trainer.time = real
+
+
+# ----------------------------------------------------------------------------- 1. epochs
+def compare_epochs(data, args) -> None:
+    n_training = len(data.split("Training")[1])
+    print(f"1. epoch seconds ({args.clock} clock), today's trainer vs the fast path; "
+          f"{args.images} training images, {args.rounds} rounds A B A B:")
+    for name in MODELS:
+        cfg = bench_config(name, args.images, n_training)
+        teacher = random_teacher(n_training, name)
+        seconds: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.rounds):
+            for fast in (False, True):
+                with clock(args.clock):
+                    result = trainer.train(cfg, data, device="cpu", teacher=teacher,
+                                           quiet=True, fast=fast)
+                seconds[fast].append(result.history[1]["seconds"])
+        ratios = [old / new for old, new in zip(seconds[False], seconds[True], strict=True)]
+        old, new = (statistics.median(seconds[f]) for f in (False, True))
+        images = args.images * 10 / 9  # training + validation images per epoch
+        print(f"  {name:24s} {result.metrics['params']:8,d} params  today {old:6.1f} s "
+              f"({images / old:5.0f} img/s)  fast {new:6.1f} s ({images / new:5.0f} img/s)  "
+              f"{statistics.median(ratios):.2f}x  [rounds: "
+              f"{' '.join(f'{r:.2f}' for r in ratios)}]", flush=True)
+
+
+# ----------------------------------------------------------------------------- 2. profile
+PHASES = ("augment", "forward", "loss", "backward", "optimizer", "evaluation")
+
+
+def profiled_steps(cfg, data, fast: bool, steps: int = 3):
+    """The trainer's step, phase by phase under `record_function`, and its validation
+    pass (one ninth of the steps' images); the first step warms up, unrecorded."""
     torch.manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = build(family, width=width).train().to(memory_format=fmt)
-    opt = make_optimizer(model, CFG)
+    model = build(cfg.family, **cfg.model_args).to(memory_format=CL)
+    rows = trainer.prepare_data(data, cfg, torch.device("cpu"))
+    opt = trainer.make_optimizer(model, cfg)
+    sched = trainer.make_scheduler(opt, cfg, steps + 1)
+    teacher = random_teacher(len(data.split("Training")[1]), "student-200k-kd")
+    draws = torch.rand(cfg.batch_size, trainer.AUGMENT_DRAWS)
+    idx = torch.arange(cfg.batch_size)
+    val = rows.val_x[: cfg.batch_size * steps // 9]
+    when = torch.profiler.schedule(wait=0, warmup=1, active=steps, repeat=1)
+    with fastpath.training(model, fast), \
+            profile(activities=[ProfilerActivity.CPU], schedule=when) as prof:
+        for step in range(steps + 1):
+            model.train()
+            with record_function("augment"):
+                x, flipped = trainer.augment(to_input(rows.train_x[idx]), cfg, draws)
+                x = x.contiguous(memory_format=CL)
+            with record_function("forward"):
+                logits = model(x)
+            with record_function("loss"):
+                loss = kd_loss(logits, teacher(x, rows.train_rows[idx], flipped),
+                               rows.train_y[idx], cfg.kd_temperature, cfg.kd_alpha,
+                               cfg.label_smoothing)
+            with record_function("backward"):
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            with record_function("optimizer"):
+                opt.step()
+                sched.step()
+            if step == steps:
+                with record_function("evaluation"):
+                    predict_logits(model, val, channels_last=True)
+            prof.step()
+    return prof
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        x = x.contiguous(memory_format=fmt)
-        loss = F.cross_entropy(model(x), y, label_smoothing=CFG.label_smoothing)
+
+def phase_table(prof, steps: int) -> dict[str, float]:
+    spans = {e.key: e.cpu_time_total / 1000 / steps for e in prof.key_averages()
+             if e.key in PHASES}
+    return {p: spans.get(p, 0.0) for p in PHASES}
+
+
+def profile_student(data, images: int) -> None:
+    n_training = len(data.split("Training")[1])
+    cfg = bench_config("student-200k-kd", images, n_training)
+    profs = {fast: profiled_steps(cfg, data, fast) for fast in (False, True)}
+    print("\n2. profile of the 200k student's step (batch 256, 1 warm-up step dropped, "
+          "3 steps), ms per step:")
+    tables = {fast: phase_table(profs[fast], 3) for fast in (False, True)}
+    print(f"  {'':8s}" + "".join(f"{p:>12s}" for p in (*PHASES, "total")))
+    for fast, label in ((False, "today"), (True, "fast")):
+        row = tables[fast]
+        print(f"  {label:8s}" + "".join(f"{row[p]:12.0f}" for p in PHASES)
+              + f"{sum(row.values()):12.0f}")
+    for fast, label in ((False, "today's trainer"), (True, "the fast path")):
+        print(f"\n  top operators by self CPU time, {label}:")
+        table = profs[fast].key_averages().table(sort_by="self_cpu_time_total", row_limit=12,
+                                                 max_name_column_width=44)
+        print("\n".join("  " + line for line in table.splitlines()))
+
+
+# ----------------------------------------------------------------------------- 3. ablation
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One way to run the step: memory format, fast-path parts, autocast, threads, compile."""
+
+    fmt: torch.memory_format = CL
+    heap: bool = False
+    fused: bool = False
+    bf16: bool = False
+    threads: int | None = None
+    compiled: bool = False
+
+
+VARIANTS = {
+    "today (eager, channels_last)": Variant(),
+    "+ heap allocations only": Variant(heap=True),
+    "+ fused BatchNorm+act only": Variant(fused=True),
+    "fast path (both)": Variant(heap=True, fused=True),
+    "today, NCHW everywhere": Variant(fmt=torch.contiguous_format),
+    "today, 1 thread": Variant(threads=1),
+    "fast path, 1 thread": Variant(heap=True, fused=True, threads=1),
+    "today + bf16 autocast (other math)": Variant(bf16=True),
+}
+
+
+def step_fn(cfg, model, opt, teacher, rows, v: Variant):
+    forward = torch.compile(model) if v.compiled else model
+
+    def step(x, flipped, idx):
+        x = x.contiguous(memory_format=v.fmt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=v.bf16):
+            logits = forward(x)
+        loss = kd_loss(logits.float(), teacher(x, rows.train_rows[idx], flipped),
+                       rows.train_y[idx], cfg.kd_temperature, cfg.kd_alpha, cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    return step
 
-    return model, step
 
-
-def batches_ours(train_x: torch.Tensor, train_y: torch.Tensor, n: int):
+def ablation(data, args) -> None:
+    """Each variant on its own copy of one initial model, interleaved round by round."""
+    n_training = len(data.split("Training")[1])
+    cfg = bench_config("student-200k-kd", args.images, n_training)
+    rows = trainer.prepare_data(data, cfg, torch.device("cpu"))
+    teacher = random_teacher(n_training, "student-200k-kd")
+    torch.manual_seed(0)
+    base = build(cfg.family, **cfg.model_args)
+    variants = dict(VARIANTS)
+    if args.compile:
+        variants["today + torch.compile (inductor)"] = Variant(compiled=True)
+    steps = {}
+    for name, v in variants.items():
+        model = copy.deepcopy(base).to(memory_format=v.fmt)
+        steps[name] = (model, step_fn(cfg, model, trainer.make_optimizer(model, cfg), teacher,
+                                      rows, v))
     gen = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(train_y), generator=gen)[:n]
-    draws = torch.rand(n, AUGMENT_DRAWS, generator=gen)
-    for start in range(0, n, BATCH):
-        idx = order[start:start + BATCH]
-        x, _ = augment(to_input(train_x[idx]), CFG, draws[start:start + len(idx)])
-        yield x, train_y[idx]
-
-
-def batches_loader(dataset: PILFaces, n: int, workers: int):
-    sub = torch.utils.data.Subset(dataset, range(n))
-    loader = DataLoader(sub, batch_size=BATCH, shuffle=True, num_workers=workers,
-                        generator=torch.Generator().manual_seed(0))
-    yield from loader
-
-
-def throughput(batches, step=None) -> float:
-    """img/s over all batches but the first (warm-up: allocator, worker start-up)."""
-    it = iter(batches)
-    x, y = next(it)
-    if step is not None:
-        step(x, y)
-    seen, t0 = 0, time.perf_counter()
-    for x, y in it:
-        if step is not None:
-            step(x, y)
-        seen += len(y)
-    return seen / (time.perf_counter() - t0)
-
-
-def profile_student(train_x, train_y, steps: int = 4) -> None:
-    from torch.profiler import ProfilerActivity, profile
-
-    _, step = make_step(*MODELS["student mobilenet_v2 (~100k)"], channels_last=True)
-    batches = list(batches_ours(train_x, train_y, BATCH * (steps + 1)))
-    step(*batches[0])
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for x, y in batches[1:]:
-            step(x, y)
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12,
-                                    max_name_column_width=48))
-    total = sum(e.self_cpu_time_total for e in prof.key_averages())
-    conv = sum(e.self_cpu_time_total for e in prof.key_averages()
-               if "conv" in e.key or "depthwise" in e.key)
-    print(f"convolution ops (fwd + bwd): {conv / total:.0%} of self CPU time")
+    batches = []
+    for _ in range(2):
+        idx = torch.randint(len(rows.train_y), (cfg.batch_size,), generator=gen)
+        x, flipped = trainer.augment(to_input(rows.train_x[idx]), cfg,
+                                     torch.rand(len(idx), trainer.AUGMENT_DRAWS, generator=gen))
+        batches.append((x, flipped, idx))
+    threads = torch.get_num_threads()
+    now = time.perf_counter if args.clock == "wall" else time.process_time
+    timings: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds + 1):  # round 0 warms up (and compiles)
+        for name, v in variants.items():
+            model, step = steps[name]
+            torch.set_num_threads(v.threads or threads)
+            with contextlib.ExitStack() as stack:
+                if v.heap:
+                    stack.enter_context(fastpath.heap_allocations())
+                if v.fused:
+                    stack.enter_context(fastpath.fused_batchnorm(model))
+                t0 = now()
+                for batch in batches:
+                    step(*batch)
+                timings[name].append((now() - t0) / len(batches))
+    torch.set_num_threads(threads)
+    today = timings["today (eager, channels_last)"][1:]
+    print(f"\n3. ablation, 200k student, ms per step ({args.clock} clock, {threads} threads "
+          f"unless said, {args.rounds} rounds):")
+    for name, times in timings.items():
+        ratio = statistics.median(a / b for a, b in zip(today, times[1:], strict=True))
+        print(f"  {name:36s} {statistics.median(times[1:]) * 1000:7.0f} ms   {ratio:.2f}x",
+              flush=True)
 
 
 NOTE = """\
-Where the time goes and what would help. With ~100k parameters at 48 x 48 the student's
-CPU step is dominated by the convolutions at full and half resolution, and among them by
-the depthwise 3x3 convolutions (and their backward), which do few FLOPs per byte and run
-on PyTorch's slow generic depthwise path; BatchNorm and ReLU6 over the wide expanded
-activations come next. What would speed it up: a stride-2 stem (48 -> 24) or fewer
-full-resolution blocks (4x fewer activations where most time is spent); a fused
-conv-BN(-ReLU) for training (fewer passes over memory); channels_last with oneDNN
-depthwise kernels where the build supports them; torch.compile to fuse the elementwise
-BN/activation chain; and larger batches per thread. On CPU, 48 x 48 PIL transforms are
-cheap, so the device-resident design pays off mainly on GPUs (no host round trip); on a
-shared, loaded CPU machine the figures above vary run to run: compare ratios only."""
+Where the time went, and what the fast path changes (same loss, same optimizer, float32;
+fer_lib/fastpath.py). At 48 x 48 with 9 to 36 channels in the first layers the step is
+bound by memory traffic: BatchNorm and ReLU6 passes over the wide activations took ~60%
+of it, the convolutions (oneDNN, channels_last, near memory speed already) ~35%.
+(a) Allocating each step's activations cost ~100k page faults per 200k-student step
+(glibc maps every block over 32 MiB afresh and unmaps it on free); keeping the heap
+removes them: 1.12x alone. (b) BatchNorm2d + ReLU/ReLU6 fused in C++: one statistics
+pass and one normalise+clamp pass forward, one reduction and one gradient pass backward
+(PyTorch: ~8 and 8, and its channels_last kernels vectorise along 9-36 channels, not 16
+lanes): 1.29x alone, 1.56x with (a) (1 thread, CPU clock, measured Nov 2026).
+Measured and not kept: torch.compile of the model (no graph break; 0.86x) and of the
+whole step with compiled autograd and the optimizer (0.93x): inductor fuses BatchNorm
+with ReLU6 too, but its generated backward is slow, it hands oneDNN's convolution
+backward gradients in another layout (15 copies a step) and allocations still fault;
+NCHW for all layers (0.51x; depthwise and 1x1 convolutions are 3-4x slower in NCHW, so
+no per-layer mix helps); oneDNN off (0.2x); 1x1 convolutions as MKL matmuls (~1%);
+BatchNorm+ReLU6 fused into the next 1x1 convolution in L2-sized row chunks (1.01x);
+streaming stores (1.01x); bf16 autocast (other math, and 0.79x on 1 thread). Batch size
+changes the math (BatchNorm statistics, SGD steps) and buys nothing: even 64 images'
+activations overflow the 2 MiB L2 (img/s nearly flat from 64 to 256). Threads: with
+other jobs on the 2 cores, 2 threads stall at every parallel region a preempted thread
+holds (wall-clock ratios at 2 threads swing from 1.6x to 10x round to round); with 1
+thread per job, CPU-clock ratios are steady. What is left is memory traffic of separate
+oneDNN convolutions and BatchNorm passes: going further means custom convolutions that
+compute BatchNorm statistics and apply BatchNorm+ReLU6 as they load (no materialised
+activations), or fewer bytes per activation (bf16 storage: other math)."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1536, help="images per measurement")
+    parser.add_argument("--images", type=int, default=2048, help="training images per epoch")
+    parser.add_argument("--rounds", type=int, default=3, help="A B rounds per model")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--ablation", action="store_true", help="each change alone")
+    parser.add_argument("--compile", action="store_true",
+                        help="with --ablation: also torch.compile (minutes to compile)")
+    parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
-    n = args.images + BATCH  # + the warm-up batch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    kernels = fastkernels.load()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {load_line()}; "
+          f"fast-path kernels {'ready' if kernels else 'UNAVAILABLE'} "
+          f"({time.perf_counter() - t0:.0f} s to build or load)\n")
     data = load_fer2013()
-    images, labels = data.split("Training")
-    train_x = torch.as_tensor(images[:, None])
-    train_y = torch.as_tensor(labels)
-    dataset = PILFaces(images, labels, CFG)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
-          f"{args.images} timed images per measurement\n")
-    print("input pipeline alone (no model step), img/s:")
-    ours = throughput(batches_ours(train_x, train_y, n))
-    print(f"  ours (batched augment on uint8 tensor)   {ours:9.0f}")
-    for workers in (0, 2):
-        base = throughput(batches_loader(dataset, n, workers))
-        print(f"  torchvision-style DataLoader workers={workers}  {base:9.0f}   "
-              f"ours is {ours / base:.1f}x")
-    print("\ntraining step incl. input pipeline, img/s:")
-    print("  (ours = our trainer as shipped: batched augmentation + channels_last; the")
-    print("   baseline feeds the usual NCHW tensors; 'ours NCHW' isolates the pipeline;")
-    print("   the ratio uses the better layout, which TrainConfig.channels_last selects)")
-    for label, (family, width) in MODELS.items():
-        model, step = make_step(family, width, channels_last=CFG.channels_last)
-        ours = throughput(batches_ours(train_x, train_y, n), step)
-        _, plain_step = make_step(family, width, channels_last=False)
-        nchw = throughput(batches_ours(train_x, train_y, n), plain_step)
-        line = (f"  {label:30s} {count_params(model):7,d} params  ours {ours:6.0f}"
-                f" | ours NCHW {nchw:6.0f}")
-        best = max(ours, nchw)  # channels_last is a TrainConfig flag: pick per model
-        for workers in (0, 2):
-            base = throughput(batches_loader(dataset, n, workers), plain_step)
-            line += f" | PIL workers={workers} {base:6.0f} (best/PIL {best / base:.2f}x)"
-        print(line, flush=True)
-    print("\nprofile of the student's step (ours), top ops by self CPU time:")
-    profile_student(train_x, train_y)
-    print("\n" + NOTE)
+    compare_epochs(data, args)
+    if not args.no_profile:
+        profile_student(data, args.images)
+    if args.ablation:
+        ablation(data, args)
+    print(f"\n{load_line()} at the end\n\n{NOTE}")
 
 
 if __name__ == "__main__":

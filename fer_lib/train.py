@@ -8,6 +8,10 @@ Model selection uses the validation rows only (carved from Training by
 `data.train_val_split`). The trainer never sees PublicTest or PrivateTest: every
 reported accuracy comes from `fer_lib.evaluate.score`, after training.
 
+On CPU, `fer_lib.fastpath` runs BatchNorm and its activation as fused C++ kernels and
+keeps freed memory for the next step's activations: the same math, 1.4-1.7x the images
+per CPU-second (`benchmarks/bench_train_cpu.py`).
+
 Checkpoints (`fer_lib.checkpoint`) describe themselves, and `resume` continues one
 exactly.
 """
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm  # plain bars: tqdm.auto warns in Jupyter without ipywidgets
 
+from . import fastpath
 from .augment import AUGMENT_DRAWS, affine_grid, augment, random_erase  # noqa: F401
 from .checkpoint import (  # noqa: F401  (re-exported: the trainer's public face)
     CHECKPOINT_FORMAT,
@@ -123,7 +128,8 @@ class TrainResult:
 
 def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, teacher=None,
-          model: nn.Module | None = None, quiet: bool = False) -> TrainResult:
+          model: nn.Module | None = None, quiet: bool = False,
+          fast: bool | None = None) -> TrainResult:
     """Train `cfg` on `data`'s Training rows; keep the epoch with the best val accuracy.
 
     teacher: optional callable ``teacher(x, rows, flipped) -> logits`` (see `distill`);
@@ -132,6 +138,9 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
         `.hparams` describe it in checkpoints. Default: ``build(cfg.family, **cfg.model_args)``.
     out_dir: where ``checkpoint.pt`` is written after every epoch; with ``resume=True``
         an existing checkpoint there is continued exactly.
+    fast: the CPU fast path for channels_last runs (`fer_lib.fastpath`: the same math,
+        fewer passes over memory; not in the config, as results change only by float
+        rounding). None (default): on CPU unless the environment says ``FER_FAST=0``.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
@@ -156,23 +165,30 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
     bar = tqdm(range(start_epoch, cfg.epochs), disable=quiet, unit="epoch",
                desc=f"{cfg.family} {count_params(model):,} params", initial=start_epoch,
                total=cfg.epochs)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        loss = train_one_epoch(model, rows, cfg, opt, sched, gen, teacher, memory_format)
-        val_acc = accuracy(predict_logits(model, rows.val_x, device=device,
-                                          channels_last=cfg.channels_last),
-                           rows.val_y.cpu().numpy())
-        if val_acc > best["val_acc"]:
-            best = {"val_acc": val_acc, "epoch": epoch + 1,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        history.append({"epoch": epoch + 1, "loss": loss, "val_acc": val_acc,
-                        "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
-        bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_acc:.3f}")
-        if ckpt_path is not None:
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(ckpt_path, training_state(model, asdict(cfg), epoch + 1, best, opt,
-                                                      sched, gen, device, history))
+    with fastpath.training(model, fastpath.wanted(device, fast) and cfg.channels_last):
+        for epoch in bar:
+            t0 = time.perf_counter()
+            loss = train_one_epoch(model, rows, cfg, opt, sched, gen, teacher, memory_format)
+            val_acc = accuracy(predict_logits(model, rows.val_x, device=device,
+                                              channels_last=cfg.channels_last),
+                               rows.val_y.cpu().numpy())
+            if val_acc > best["val_acc"]:
+                best = {"val_acc": val_acc, "epoch": epoch + 1,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            history.append({"epoch": epoch + 1, "loss": loss, "val_acc": val_acc,
+                            "lr": opt.param_groups[0]["lr"],
+                            "seconds": time.perf_counter() - t0})
+            bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_acc:.3f}")
+            if ckpt_path is not None:
+                ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+                save_checkpoint(ckpt_path, training_state(model, asdict(cfg), epoch + 1, best,
+                                                          opt, sched, gen, device, history))
     model.load_state_dict(best["state"])
+    return _result(model, cfg, history, best, device)
+
+
+def _result(model: nn.Module, cfg: TrainConfig, history: list[dict], best: dict,
+            device: torch.device) -> TrainResult:
     metrics = {"params": count_params(model), "epochs": cfg.epochs,
                "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
                "device": str(device),
