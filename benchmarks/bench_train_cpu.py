@@ -18,6 +18,8 @@
    pass per training step at 9:1) and the top operators by self CPU time.
 3. ``--ablation``: each change alone, and what did not help, on the 200k student's step
    (interleaved, ms per step).
+4. ``--accuracy SEEDS``: the 27k student trained 5 epochs by each trainer per seed: the
+   fast path must land within the seed spread of today's trainer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import statistics
 import time
 import types
 
+import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -258,6 +261,42 @@ def ablation(data, args) -> None:
               flush=True)
 
 
+# ----------------------------------------------------------------------------- 4. accuracy
+def accuracy_check(data, seeds: int, epochs: int = 5) -> None:
+    """The 27k student (its real cached teacher when results/ holds it) trained `epochs`
+    epochs by each trainer for seeds 0..seeds-1: best validation accuracy and test
+    accuracies (flip TTA), and Welch's test of the difference. Minutes per run."""
+    from fer_lib.data import evaluation_sets
+    from fer_lib.evaluate import score
+    from fer_lib.experiments import MissingResultError, _teacher_for
+    from fer_lib.paths import results_dir
+    from fer_lib.stats import welch
+
+    exp = catalogue.get("student-27k-kd")
+    try:
+        teacher = _teacher_for(exp, data, results_dir())
+    except MissingResultError:
+        teacher = random_teacher(len(data.split("Training")[1]), exp.name)
+    print(f"\n4. accuracy, {exp.name} for {epochs} epochs, seeds 0-{seeds - 1}:")
+    best: dict[bool, list[float]] = {False: [], True: []}
+    for seed in range(seeds):
+        for fast in (False, True):
+            cfg = dataclasses.replace(exp.train, epochs=epochs, seed=seed)
+            result = trainer.train(cfg, data, device="cpu", teacher=teacher, quiet=True,
+                                   fast=fast)
+            sets = evaluation_sets(data, cfg.val_fraction, cfg.split_seed)
+            acc = score(result.model, sets).accuracy["fp32"]
+            best[fast].append(result.metrics["best_val_acc"])
+            print(f"  seed {seed} {'fast ' if fast else 'today'}  best val "
+                  f"{best[fast][-1]:.4f}  public {acc['public']:.4f}  private "
+                  f"{acc['private']:.4f}", flush=True)
+    test = welch(best[True], best[False])
+    print(f"  mean best val: today {np.mean(best[False]):.4f} (sd "
+          f"{np.std(best[False], ddof=1):.4f}), fast {np.mean(best[True]):.4f} (sd "
+          f"{np.std(best[True], ddof=1):.4f}); fast - today {test['diff']:+.4f}, "
+          f"Welch p = {test['p']:.2f}")
+
+
 NOTE = """\
 Where the time went, and what the fast path changes (same loss, same optimizer, float32;
 fer_lib/fastpath.py). At 48 x 48 with 9 to 36 channels in the first layers the step is
@@ -297,6 +336,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="with --ablation: also torch.compile (minutes to compile)")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--accuracy", type=int, default=0, metavar="SEEDS",
+                        help="also train the 27k student 5 epochs per trainer and seed")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -311,6 +352,8 @@ def main() -> None:
         profile_student(data, args.images)
     if args.ablation:
         ablation(data, args)
+    if args.accuracy:
+        accuracy_check(data, args.accuracy)
     print(f"\n{load_line()} at the end\n\n{NOTE}")
 
 
