@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from .data import ACCEPTED_FORMS, FER2013Error
+from .data import ACCEPTED_FORMS, FER2013Error, load_fer2013
 
 PUBLIC_COMMANDS = ("summary", "train", "evaluate", "reproduce", "rescore", "data-summary",
                    "predict", "score", "package")
@@ -158,7 +158,6 @@ def cmd_predict(args) -> None:
 
 
 def cmd_score(args) -> None:
-    from .data import load_fer2013
     from .homework import read_submission, score_submission
 
     labels = read_submission(args.submission)  # a bad file fails before the data loads
@@ -179,7 +178,6 @@ def cmd_package(args) -> None:
 def cmd_run(args) -> None:
     """Run one catalogue experiment in this process (what `reproduce` spawns)."""
     from . import catalogue
-    from .data import load_fer2013
     from .experiments import load_or_train
 
     result = load_or_train(catalogue.get(args.name), load_fer2013(args.data),
@@ -204,6 +202,7 @@ def _selected(only: str | None) -> list[str]:
 
 def cmd_reproduce(args) -> None:
     from . import catalogue
+    from .report import write_paired_tests
     from .store import find_result, summary_rows, write_summary
 
     wanted = _selected(args.only)
@@ -217,6 +216,8 @@ def cmd_reproduce(args) -> None:
     print(f"{len(wanted)} experiments selected, {len(todo)} to run ({how})")
     failed = run_jobs(todo, args) if args.backend == "local" else _run_on_ray(todo, args)
     write_summary()
+    if set(todo) - set(failed):  # new runs: their McNemar pairs too (needs the labels)
+        print(f"wrote {write_paired_tests(load_fer2013(args.data))}")
     rows = [r for r in summary_rows() if r["run"] in wanted]
     print(f"\n{'run':34s} {'params':>9s} {'bytes':>9s} {'prec':>5s} {'val':>6s} "
           f"{'public':>6s} {'private':>7s}")
@@ -230,7 +231,6 @@ def cmd_reproduce(args) -> None:
 def _run_on_ray(todo: list[str], args) -> list[str]:
     from . import paths
     from .cluster import ClusterOptions, check_address, run_on_ray
-    from .data import load_fer2013
 
     try:
         import ray  # noqa: F401
@@ -248,7 +248,6 @@ def _run_on_ray(todo: list[str], args) -> list[str]:
 
 def cmd_rescore(args) -> None:
     from . import catalogue
-    from .data import load_fer2013
     from .experiments import rescore
     from .store import find_result, write_summary
 

@@ -111,3 +111,24 @@ def test_students_fit_the_homework_budgets():
             continue
         budget = TINY_BUDGET if exp.name.startswith("student-27k") else STRONG_BUDGET
         assert result.metrics["bytes"][exp.precision] <= budget, exp.name
+
+
+def test_paired_tests_cover_every_stored_pair():
+    """results/paired_tests.csv has a McNemar row per test split for every stored pair
+    (each MobileNet sweep run with the plain CNN of the same size and seed, each
+    distilled student with its label-only twin), and names no run that is not stored:
+    `fer reproduce` rewrites it after new runs, so a stale file fails here."""
+    from fer_lib.report import SWEEP_GROUPS, paired_tests, reported_table
+
+    stored = set(reported_table(RESULTS)["run"])
+    want = {(run, run.replace(SWEEP_GROUPS["mobilenet_v1"], SWEEP_GROUPS["cnn"], 1))
+            for run in stored if run.startswith(SWEEP_GROUPS["mobilenet_v1"])}
+    want |= {(run, run.replace("-kd", "-nokd")) for run in stored
+             if run.startswith("student-") and run.endswith("-kd")}
+    want = {pair for pair in want if pair[1] in stored}
+    table = paired_tests(RESULTS)
+    have = {}
+    for row in table.itertuples():
+        have.setdefault((row.run_a, row.run_b), set()).add(row.set)
+    assert set(have) == want, (sorted(want - set(have)), sorted(set(have) - want))
+    assert all(splits == {"public", "private"} for splits in have.values())
