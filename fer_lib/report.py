@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import catalogue
 from .quantize import PRECISIONS, STRONG_BUDGET
-from .store import find_result
+from .store import accuracy_by_precision, find_result, stored_results
 
 # The homework requires a MobileNet: only these families may be the submission.
 MOBILENET_FAMILIES = ("mobilenet_v1", "mobilenet_v2")
@@ -172,13 +172,9 @@ def precision_table(results_dir: str | os.PathLike | None = None) -> pd.DataFram
     Ensembles, which have no weights of their own, appear once at fp32.
     """
     rows = []
-    for exp in catalogue.experiments().values():
-        result = find_result(exp, results_dir)
-        if result is None:
-            continue
+    for exp, result in stored_results(results_dir):
         m = result.metrics
-        by_precision = m.get("acc_by_precision") or {
-            exp.precision: {s: m[f"{s}_acc"] for s in ("val", "public", "private")}}
+        by_precision = accuracy_by_precision(exp, m)
         trained = exp.kind != "ensemble"
         for precision in PRECISIONS:
             if precision not in by_precision:

@@ -196,16 +196,29 @@ def write_outputs(folder: Path, logits: dict[str, np.ndarray], keep_logits: bool
 
 
 # ----------------------------------------------------------------------------- summary
+def stored_results(results_dir: str | os.PathLike | None = None):
+    """``(experiment, result)`` for every catalogue run with a stored result, in
+    catalogue order (what summary.csv and the book's tables iterate over)."""
+    for exp in catalogue.experiments().values():
+        result = find_result(exp, results_dir)
+        if result is not None:
+            yield exp, result
+
+
+def accuracy_by_precision(exp: Experiment, metrics: dict) -> dict[str, dict[str, float]]:
+    """``{precision: {"val"|"public"|"private": accuracy}}`` of a stored result; a run
+    scored at one precision only (older results, ensembles) has its reported one."""
+    found = dict(metrics.get("acc_by_precision") or {})
+    found.setdefault(exp.precision, {s: metrics[f"{s}_acc"] for s in EVAL_SETS})
+    return found
+
+
 def summary_rows(results_dir: str | os.PathLike | None = None) -> list[dict]:
     """One row per stored catalogue result, at the precision it is reported at."""
     rows = []
-    for exp in catalogue.experiments().values():
-        result = find_result(exp, results_dir)
-        if result is None:
-            continue
+    for exp, result in stored_results(results_dir):
         m = result.metrics
-        by_precision = m.get("acc_by_precision", {}).get(exp.precision)
-        acc = by_precision or {s: m[f"{s}_acc"] for s in EVAL_SETS}
+        acc = accuracy_by_precision(exp, m)[exp.precision]
         trained = exp.kind != "ensemble"
         rows.append({"run": exp.name, "group": exp.group,
                      "family": exp.train.family if trained else "ensemble",
