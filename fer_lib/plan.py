@@ -123,14 +123,21 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
+def total_estimate(seconds) -> tuple[float, int]:
+    """(sum of the known estimates in seconds, number of runs without one) of `seconds`,
+    estimates where NaN means "no probe"; the one way the plan and the book add them."""
+    seconds = [float(s) for s in seconds]
+    known = [s for s in seconds if s == s]
+    return sum(known), len(seconds) - len(known)
+
+
 def plan_table(rows: list[dict]) -> str:
     """The plan as text: one line per run with its estimate, then the total."""
     lines = [f"{'run':36s} {'kind':6s} {'estimate':>12s}"]
     lines += [f"{r['run']:36s} {r['kind']:6s} {format_duration(r['seconds']):>12s}"
               for r in rows]
-    known = [r["seconds"] for r in rows if r["seconds"] == r["seconds"]]
-    unknown = len(rows) - len(known)
-    total = f"{len(rows)} runs, about {format_duration(sum(known))} on this CPU"
+    known, unknown = total_estimate([r["seconds"] for r in rows])
+    total = f"{len(rows)} runs, about {format_duration(known)} on this CPU"
     if unknown:
         total += f" plus {unknown} without a probe (run with --probe to time them)"
     return "\n".join(lines + [total])

@@ -257,32 +257,55 @@ def plot_accuracy_vs_bytes(table: pd.DataFrame, budgets: dict[str, int] | None =
     return fig
 
 
-def plot_gamma_distribution(gammas: dict[int, np.ndarray]):
-    """Box plot of |gamma| of each expanded block's gate BatchNorm (`prune.gamma_summary`)."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
-    keys = list(gammas)
-    ax.boxplot([gammas[k] for k in keys], flierprops={"markersize": 2})
+def plot_gamma_distribution(models: dict[str, dict[int, np.ndarray]]):
+    """Box plots of |gamma| of each expanded block's gate BatchNorm, one colour a model.
+
+    `models` maps a label to `prune.gamma_summary(model)` (block index -> (hidden,)
+    float32); models of one architecture share the block axis, side by side.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
+    width = 0.8 / len(models)
+    for j, (label, gammas) in enumerate(models.items()):
+        keys = list(gammas)
+        where = np.arange(1, len(keys) + 1) - 0.4 + width * (j + 0.5)
+        box = ax.boxplot([gammas[k] for k in keys], positions=where, widths=0.9 * width,
+                         patch_artist=True, flierprops={"markersize": 2},
+                         medianprops={"color": "black"})
+        for patch in box["boxes"]:
+            patch.set(facecolor=f"C{j}", alpha=0.6, hatch=("", "//", "..")[j % 3])
+        ax.plot([], [], "s", color=f"C{j}", alpha=0.6, label=label)
     ax.set_xticks(range(1, len(keys) + 1), [f"{k}\n({len(gammas[k])})" for k in keys])
     ax.set(xlabel="block index in the model (hidden channels)",
            ylabel="|gamma| (dimensionless)")
+    if len(models) > 1:
+        ax.legend(loc="upper left", fontsize=8)
     return fig
 
 
-def plot_slimming(table):
-    """Params and accuracy after slimming without fine-tuning, against the cut fraction.
+def plot_slimming(curves: dict[str, pd.DataFrame], reference: float | None = None):
+    """Validation accuracy against parameters (left) and int8 bytes (right), per recipe.
 
-    `table` is a DataFrame with columns ``fraction`` (0..1), ``params`` and, optionally,
-    ``val_acc`` (a fraction; NaN or absent when the data set is unavailable).
+    Each DataFrame of `curves` has columns ``fraction`` (share of hidden channels cut,
+    0..1), ``params``, ``int8 bytes`` and ``val_acc`` (a fraction), one row per cut; the
+    points are labelled with the cut in percent. `reference` (a fraction) draws the
+    uncut model's accuracy and the band one point below it.
     """
-    has_acc = "val_acc" in table and table["val_acc"].notna().any()
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(8.5 if has_acc else 4.5, 3.3),
-                             squeeze=False, layout="constrained")
-    pct = 100 * table["fraction"]
-    axes[0, 0].plot(pct, table["params"] / 1000, marker="o")
-    axes[0, 0].set(xlabel="hidden channels cut (%)", ylabel="parameters (thousands)")
-    if has_acc:
-        axes[0, 1].plot(pct, 100 * table["val_acc"], marker="o", color="C1")
-        axes[0, 1].set(xlabel="hidden channels cut (%)", ylabel="validation accuracy (%)")
+    fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.6), layout="constrained", sharey=True)
+    for ax, column, scale, label in ((axes[0], "params", 1e3, "parameters (thousands)"),
+                                     (axes[1], "int8 bytes", 1e3, "int8 file (kB)")):
+        for j, (name, table) in enumerate(curves.items()):
+            x, y = table[column] / scale, 100 * table["val_acc"]
+            ax.plot(x, y, marker="os^"[j % 3], ls=("-", "--", ":")[j % 3], color=f"C{j}",
+                    label=name)
+            for xi, yi, f in zip(x, y, table["fraction"], strict=True):
+                ax.annotate(f"{100 * f:.0f}%", (xi, yi), textcoords="offset points",
+                            xytext=(3, 4), fontsize=7, color=f"C{j}")
+        if reference is not None:
+            ax.axhline(100 * reference, color="black", lw=0.8, ls="--")
+            ax.axhspan(100 * reference - 1, 100 * reference, color="grey", alpha=0.2, lw=0)
+        ax.set(xlabel=label)
+    axes[0].set(ylabel="validation accuracy (%)")
+    axes[0].legend(loc="lower right", fontsize=8)
     return fig
 
 

@@ -8,6 +8,8 @@ smaller dense model. Step 3 fine-tunes it with the same trainer.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -21,6 +23,32 @@ def bn_l1_penalty(model: nn.Module) -> torch.Tensor:
     gammas = [m.weight.abs().sum() for m in model.modules()
               if isinstance(m, nn.BatchNorm2d) and m.weight is not None]
     return torch.stack(gammas).sum() if gammas else torch.zeros(())
+
+
+def l1_pull(cfg, training_images: int) -> float:
+    """How far the L1 penalty alone moves one BatchNorm gamma over a run of `cfg`.
+
+    The penalty's gradient is ``cfg.bn_l1 * sign(gamma)``, a constant while gamma keeps
+    its sign; SGD with momentum mu (Nesterov or not) turns a constant gradient g into
+    steps of lr * g / (1 - mu), so the pull is ``bn_l1 * sum(lr over all steps) /
+    (1 - momentum)`` (dimensionless, like gamma). `training_images` per epoch sets the
+    steps (``ceil(images / batch_size)``); the schedule is the trainer's own. A pull
+    above a gate's size (about 1 after training without the penalty) lets the penalty
+    take an unneeded channel to zero; the loss's own gradient holds the others.
+    """
+    from .train import make_scheduler  # train imports this module: import when called
+
+    if cfg.optimizer != "sgd":
+        raise ValueError(f"l1_pull models SGD with momentum, not {cfg.optimizer!r}")
+    steps = math.ceil(training_images / cfg.batch_size)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    schedule = make_scheduler(opt, cfg, steps)
+    total = 0.0
+    for _ in range(cfg.epochs * steps):
+        total += opt.param_groups[0]["lr"]
+        opt.step()
+        schedule.step()
+    return cfg.bn_l1 * total / (1.0 - cfg.momentum)
 
 
 # --- Step 2: cut the channels whose gates are near zero -----------------------------------

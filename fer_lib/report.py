@@ -421,13 +421,12 @@ def probe_machine(results_dir: str | os.PathLike | None = None) -> str:
 def cpu_cost(missing: pd.DataFrame) -> str:
     """What rows of `missing_runs()` cost on the CPU, as prose: "about 3 h 10 min of CPU
     time", with the runs that have no recorded probe named as not estimated."""
-    from .plan import format_duration
+    from .plan import format_duration, total_estimate
 
-    known = missing["cpu_minutes"].dropna()
-    unknown = len(missing) - len(known)
     if len(missing) == 0:
         return "no CPU time"
-    text = f"about {format_duration(60 * known.sum())} of CPU time" if len(known) else ""
+    known, unknown = total_estimate(60 * missing["cpu_minutes"])
+    text = f"about {format_duration(known)} of CPU time" if unknown < len(missing) else ""
     if unknown:
         text += (" plus " if text else "") + (
             f"{unknown} run{'s' if unknown > 1 else ''} not yet estimated "

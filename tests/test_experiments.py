@@ -204,6 +204,45 @@ def test_catalogue_cut_runs_start_from_the_stored_student():
         assert exp.train == ex.CATALOGUE[exp.slim_from].train  # same validation split
 
 
+def test_catalogue_kd_grid_is_every_temperature_and_weight_once():
+    """T x alpha at one student size: the students' own recipe is the stored student, the
+    other cells are runs of their own that differ from it only in T and alpha."""
+    from fer_lib.catalogue import KD_ALPHAS, KD_GRID_SIZE, KD_TEMPERATURES, STUDENT_RECIPE
+
+    base = ex.CATALOGUE[f"student-{KD_GRID_SIZE}-kd"]
+    cells = {(e.train.kd_temperature, e.train.kd_alpha): e for e in ex.CATALOGUE.values()
+             if e.group == "ablation-temperature"}
+    own = (STUDENT_RECIPE["kd_temperature"], STUDENT_RECIPE["kd_alpha"])
+    assert set(cells) | {own} == {(t, a) for t in KD_TEMPERATURES for a in KD_ALPHAS}
+    assert own not in cells and len(cells) == len(KD_TEMPERATURES) * len(KD_ALPHAS) - 1
+    for (t, a), exp in cells.items():
+        assert exp.teacher == base.teacher
+        assert exp.train == dataclasses.replace(base.train, kd_temperature=t, kd_alpha=a)
+        assert exp.folder != base.folder
+
+
+def test_catalogue_slimming_fine_tunes_every_cut_of_the_sparse_student():
+    from fer_lib.catalogue import SLIM_FINETUNE
+
+    sparse = ex.CATALOGUE["student-200k-kd-sparse"]
+    assert sparse.train.bn_l1 > 0
+    slims = [e for e in ex.CATALOGUE.values() if e.group == "ablation-prune" and e.slim_from]
+    assert [e.slim_fraction for e in slims] == list(ex.CUT_FRACTIONS)
+    for exp in slims:
+        assert exp.kind == "train" and exp.slim_from == sparse.name
+        assert exp.train == dataclasses.replace(sparse.train, **SLIM_FINETUNE)
+        assert exp.train.bn_l1 == 0  # the penalty belongs to step 1 only
+
+
+def test_catalogue_fine_tune_starts_from_the_stored_student_uncut():
+    student = ex.CATALOGUE["student-200k-kd"]
+    ft = ex.CATALOGUE["student-200k-kd-ft"]
+    assert (ft.slim_from, ft.slim_fraction, ft.teacher) == (student.name, 0.0, student.teacher)
+    assert ft.train.epochs < student.train.epochs and ft.train.lr < student.train.lr
+    assert (ft.train.val_fraction, ft.train.split_seed) == (student.train.val_fraction,
+                                                            student.train.split_seed)
+
+
 # ----------------------------------------------------------------------------- the fixes
 def test_ensemble_is_rebuilt_from_results_alone(mini, small_fer, tmp_path):
     """Teachers store their Training logits with their results: with runs/ gone and the

@@ -132,3 +132,41 @@ def test_bn_l1_penalty_sums_absolute_gammas():
     model = randomized()
     expected = sum(m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     torch.testing.assert_close(bn_l1_penalty(model), expected)
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_l1_pull_is_how_far_the_penalty_alone_moves_a_gamma(nesterov):
+    """SGD with momentum on the penalty alone, over the trainer's own schedule, moves a
+    gamma (kept far from zero, so its sign stays) by what `l1_pull` predicts."""
+    from fer_lib.config import TrainConfig
+    from fer_lib.prune import l1_pull
+    from fer_lib.train import make_scheduler
+
+    cfg = TrainConfig(epochs=30, batch_size=32, lr=0.1, bn_l1=1e-3, warmup_epochs=1.0)
+    images = 640  # 20 steps an epoch
+    gamma = torch.full((1,), 100.0, requires_grad=True)
+    opt = torch.optim.SGD([gamma], lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov)
+    schedule = make_scheduler(opt, cfg, images // cfg.batch_size)
+    for _ in range(cfg.epochs * images // cfg.batch_size):
+        opt.zero_grad()
+        (cfg.bn_l1 * gamma.abs().sum()).backward()
+        opt.step()
+        schedule.step()
+    moved = 100.0 - gamma.item()
+    # The momentum buffer needs ~1 / (1 - mu) = 10 steps to build up: over 600 steps
+    # that costs a few percent.
+    assert moved == pytest.approx(l1_pull(cfg, images), rel=0.05)
+
+
+def test_l1_pull_scales_with_the_weight_and_momentum():
+    from fer_lib.config import TrainConfig
+    from fer_lib.prune import l1_pull
+
+    base = TrainConfig(epochs=3, batch_size=64, bn_l1=1e-4)
+    assert l1_pull(TrainConfig(epochs=3, batch_size=64), 640) == 0.0
+    assert l1_pull(TrainConfig(epochs=3, batch_size=64, bn_l1=2e-4), 640) == pytest.approx(
+        2 * l1_pull(base, 640))
+    slow = TrainConfig(epochs=3, batch_size=64, bn_l1=1e-4, momentum=0.0)
+    assert l1_pull(base, 640) == pytest.approx(10 * l1_pull(slow, 640))
+    with pytest.raises(ValueError, match="adamw"):
+        l1_pull(TrainConfig(optimizer="adamw", bn_l1=1e-4), 640)
