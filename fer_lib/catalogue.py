@@ -162,11 +162,12 @@ def build_catalogue() -> dict[str, Experiment]:
                                  slim_from=sparse.name, slim_fraction=f,
                                  train=dataclasses.replace(sparse.train, **SLIM_FINETUNE))
              for f in CUT_FRACTIONS]
-    # The contrast: the stored student (no L1 penalty) cut without any fine-tuning.
+    # The contrasts, cut without any fine-tuning: the stored student (no L1 penalty), and
+    # the sparsity-trained one (step 1 without step 3).
     student = next(e for e in exps if e.name == "student-200k-kd")
-    exps += [Experiment(f"{student.name}-cut{round(f * 100)}", "ablation-cut", student.train,
-                        kind="cut", slim_from=student.name, slim_fraction=f, precision="int8")
-             for f in CUT_FRACTIONS]
+    exps += [Experiment(f"{source.name}-cut{round(f * 100)}", "ablation-cut", source.train,
+                        kind="cut", slim_from=source.name, slim_fraction=f, precision="int8")
+             for source in (student, sparse) for f in CUT_FRACTIONS]
     # Cheap recipe tries on the committed students (select on validation only): a longer,
     # gentler cosine fine-tune from the stored 200k weights, and distillation without label
     # smoothing (the KD targets are soft already: smoothing softens twice).

@@ -197,8 +197,12 @@ def test_cut_run_slims_without_training_and_is_exported(mini, small_fer, monkeyp
 
 
 def test_catalogue_cut_runs_start_from_the_stored_student():
+    """Every cut share of the stored student (no penalty) and of the sparsity-trained one."""
     cuts = [e for e in ex.CATALOGUE.values() if e.kind == "cut"]
-    assert [e.slim_fraction for e in cuts] == list(ex.CUT_FRACTIONS)
+    sources = {e.slim_from for e in cuts}
+    assert sources == {"student-200k-kd", "student-200k-kd-sparse"}
+    for source in sources:
+        assert [e.slim_fraction for e in cuts if e.slim_from == source] == list(ex.CUT_FRACTIONS)
     for exp in cuts:
         assert exp.needs == (exp.slim_from,)
         assert exp.train == ex.CATALOGUE[exp.slim_from].train  # same validation split
