@@ -110,6 +110,7 @@ CATEGORY_STYLES = {
     "student, labels only": dict(color="#CC79A7", marker="s"),
     "MobileNetV1 sweep": dict(color=FAMILY_COLORS["mobilenet_v1"], marker="o"),
     "plain-CNN sweep": dict(color=FAMILY_COLORS["cnn"], marker="^"),
+    "student, slimmed and fine-tuned": dict(color="#56B4E9", marker="v"),
     "student, cut (no fine-tuning)": dict(color="#999999", marker="x"),
     "HW3 CNN": dict(color="#000000", marker="P"),
     "VGG teacher / ensemble": dict(color="#E69F00", marker="X"),
@@ -120,6 +121,8 @@ def run_category(row) -> str:
     """The `CATEGORY_STYLES` key of a row of `fer_lib.report.precision_table()`."""
     if row["group"] == "ablation-cut":
         return "student, cut (no fine-tuning)"
+    if row["group"] == "ablation-prune" and "-slim" in row["run"]:
+        return "student, slimmed and fine-tuned"
     if row["family"] == "mobilenet_v2":
         return "student, distilled (KD)" if row["kd"] else "student, labels only"
     return {"mobilenet_v1": "MobileNetV1 sweep", "cnn": "plain-CNN sweep",

@@ -1,0 +1,62 @@
+"""The pruning chapter's figures draw what they are given: one series per recipe or model."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from fer_lib import plots  # noqa: E402
+
+
+def curve(shift: float) -> pd.DataFrame:
+    fractions = np.array([0.0, 0.3, 0.5])
+    return pd.DataFrame({"fraction": fractions, "params": 200_000 * (1 - fractions),
+                         "int8 bytes": 210_000 * (1 - fractions),
+                         "val_acc": 0.6 - shift * fractions})
+
+
+def test_plot_slimming_draws_each_recipe_on_both_axes_and_the_reference():
+    curves = {"cut only": curve(0.5), "slimmed": curve(0.05), "penalty": curve(0.2)}
+    fig = plots.plot_slimming(curves, reference=0.6)
+    for ax in fig.axes:
+        lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+        assert len(lines) == len(curves)
+        np.testing.assert_allclose(lines[0].get_ydata(), 100 * curves["cut only"]["val_acc"])
+        # the uncut model's line (two points spanning the axis) at the reference, in percent
+        flat = [line for line in ax.get_lines() if len(line.get_xdata()) == 2]
+        assert [line.get_ydata()[0] for line in flat] == pytest.approx([60.0])
+        assert len(ax.texts) == sum(len(c) for c in curves.values())  # one label a point
+    left, right = fig.axes
+    assert left.get_lines()[0].get_xdata()[0] == pytest.approx(200.0)  # thousands
+    assert right.get_lines()[0].get_xdata()[0] == pytest.approx(210.0)  # kB
+
+
+def test_plot_gamma_distribution_puts_models_side_by_side():
+    rng = np.random.default_rng(0)
+    one = {2: rng.random(8).astype(np.float32), 4: rng.random(12).astype(np.float32)}
+    two = {k: v * 0.1 for k, v in one.items()}
+    fig = plots.plot_gamma_distribution({"plain": one, "sparse": two})
+    ax = fig.axes[0]
+    assert len(ax.patches) == 4  # two blocks x two models
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2\n(8)", "4\n(12)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "sparse"]
+    single = plots.plot_gamma_distribution({"plain": one})
+    assert single.axes[0].get_legend() is None
+
+
+@pytest.mark.parametrize("run, group, family, kd, expected", [
+    ("student-200k-kd-slim50", "ablation-prune", "mobilenet_v2", True,
+     "student, slimmed and fine-tuned"),
+    ("student-200k-kd-sparse", "ablation-prune", "mobilenet_v2", True,
+     "student, distilled (KD)"),
+    ("student-200k-kd-sparse-cut30", "ablation-cut", "mobilenet_v2", True,
+     "student, cut (no fine-tuning)"),
+    ("student-27k-nokd", "ablation-kd", "mobilenet_v2", False, "student, labels only"),
+])
+def test_run_category_tells_slimmed_students_apart(run, group, family, kd, expected):
+    row = {"run": run, "group": group, "family": family, "kd": kd}
+    assert plots.run_category(row) == expected
+    assert expected in plots.CATEGORY_STYLES
