@@ -78,15 +78,27 @@ class Result:
     def has_weights(self) -> bool:
         return (self.path / "weights-bn.npz").exists()
 
+    def architecture(self) -> torch.nn.Module:
+        """The network this run trained, freshly initialised (no weights needed).
+
+        Built from the stored model description, so a slimmed run has its own channel
+        counts (its config's ``model_args`` describe the network it was cut from); runs
+        stored without one are built from their config.
+        """
+        meta = json.loads((self.path / "config.json").read_text()).get("model")
+        if meta is None:
+            cfg = self.experiment.train
+            return build(cfg.family, **cfg.model_args)
+        return build(meta["family"], **{k: tuple(v) if isinstance(v, list) else v
+                                        for k, v in meta["hparams"].items()})
+
     def model(self) -> torch.nn.Module:
         """The stored model with its fp16 weights, unfolded (trainable), in eval mode."""
         if not self.has_weights():
             raise MissingResultError(f"{self.path}: weights of large models are not committed")
         with np.load(self.path / "weights-bn.npz") as z:
             state = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z}
-        meta = json.loads((self.path / "config.json").read_text())["model"]
-        model = build(meta["family"], **{k: tuple(v) if isinstance(v, list) else v
-                                         for k, v in meta["hparams"].items()})
+        model = self.architecture()
         model.load_state_dict(state)
         return model.eval()
 

@@ -168,6 +168,10 @@ def test_slimmed_model_is_smaller_and_rebuilds(mini):
     slim = ex.find_result(catalogue["slim"], results)
     assert slim.metrics["params"] < sparse.metrics["params"]
     assert slim.model().hparams["hidden"]
+    # Its architecture, without weights, is the slimmed network, not the one its config
+    # describes (the network it was cut from).
+    assert ex.count_params(slim.architecture()) == slim.metrics["params"]
+    assert ex.count_params(sparse.architecture()) == sparse.metrics["params"]
 
 
 def test_catalogue_covers_the_book():
