@@ -171,7 +171,7 @@ def tiny_run(small_fer, tmp_path_factory):
 
 
 def test_smoke_training_learns(small_fer):
-    cfg = TrainConfig(family="mobilenet_v2", model_args={"width": 0.25}, epochs=4,
+    cfg = TrainConfig(family="mobilenet_v2", model_args={"width": 0.25}, epochs=8,
                       batch_size=32, lr=0.05, warmup_epochs=0.2, channels_last=False)
     result = train(cfg, small_fer, device="cpu", quiet=True)
     losses = [h["loss"] for h in result.history]
@@ -183,7 +183,7 @@ def test_smoke_training_learns(small_fer):
         assert scores.logits[split].shape == (len(scores.labels[split]), 7)
         assert scores.accuracy["fp32"][split] == accuracy(scores.logits[split],
                                                           scores.labels[split])
-    # The synthetic classes differ in their gratings (conftest): four epochs on ~270 images
+    # The synthetic classes differ in their gratings (conftest): eight epochs on ~270 images
     # learn them well beyond always answering the largest class (Happy, a quarter).
     test_labels = np.concatenate([scores.labels["public"], scores.labels["private"]])
     majority = np.bincount(test_labels).max() / len(test_labels)
