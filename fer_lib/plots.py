@@ -285,30 +285,46 @@ def plot_gamma_distribution(models: dict[str, dict[int, np.ndarray]]):
     return fig
 
 
-def plot_slimming(curves: dict[str, pd.DataFrame], reference: float | None = None):
+def plot_slimming(curves: dict[str, pd.DataFrame], reference: float | None = None,
+                  floor: float | None = None):
     """Validation accuracy against parameters (left) and int8 bytes (right), per recipe.
 
     Each DataFrame of `curves` has columns ``fraction`` (share of hidden channels cut,
     0..1), ``params``, ``int8 bytes`` and ``val_acc`` (a fraction), one row per cut; the
     points are labelled with the cut in percent. `reference` (a fraction) draws the
-    uncut model's accuracy and the band one point below it.
+    uncut model's accuracy and the band one point below it. Points below `floor` (a
+    fraction; default 10 points under `reference`) would squeeze the informative range
+    into a sliver, so they sit on the axis's lower edge as downward triangles labelled
+    with their real accuracy.
     """
+    if floor is None and reference is not None:
+        floor = reference - 0.10
     fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.6), layout="constrained", sharey=True)
     for ax, column, scale, label in ((axes[0], "params", 1e3, "parameters (thousands)"),
                                      (axes[1], "int8 bytes", 1e3, "int8 file (kB)")):
         for j, (name, table) in enumerate(curves.items()):
-            x, y = table[column] / scale, 100 * table["val_acc"]
+            x, acc = table[column] / scale, 100 * table["val_acc"]
+            bottom = 100 * floor if floor is not None else -np.inf
+            low = acc < bottom
+            y = acc.where(~low, bottom)
             ax.plot(x, y, marker="os^"[j % 3], ls=("-", "--", ":")[j % 3], color=f"C{j}",
                     label=name)
-            for xi, yi, f in zip(x, y, table["fraction"], strict=True):
-                ax.annotate(f"{100 * f:.0f}%", (xi, yi), textcoords="offset points",
-                            xytext=(3, 4), fontsize=7, color=f"C{j}")
+            ax.scatter(x[low], y[low], marker="v", s=80, color=f"C{j}", zorder=3)
+            for xi, yi, f, a, is_low in zip(x, y, table["fraction"], acc, low, strict=True):
+                text = f"{100 * f:.0f}%" + (f" ({a:.0f}%)" if is_low else "")
+                # Collapsed cuts crowd the floor: their longer labels stand upright.
+                ax.annotate(text, (xi, yi), textcoords="offset points",
+                            xytext=(-2, 7) if is_low else (3, 4), fontsize=7, color=f"C{j}",
+                            rotation=90 if is_low else 0)
         if reference is not None:
             ax.axhline(100 * reference, color="black", lw=0.8, ls="--")
             ax.axhspan(100 * reference - 1, 100 * reference, color="grey", alpha=0.2, lw=0)
         ax.set(xlabel=label)
+    if floor is not None:
+        axes[0].set_ylim(bottom=100 * floor - 1)
     axes[0].set(ylabel="validation accuracy (%)")
-    axes[0].legend(loc="lower right", fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=len(curves), fontsize=8)
     return fig
 
 

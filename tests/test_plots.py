@@ -24,7 +24,7 @@ def test_plot_slimming_draws_each_recipe_on_both_axes_and_the_reference():
     for ax in fig.axes:
         lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
         assert len(lines) == len(curves)
-        np.testing.assert_allclose(lines[0].get_ydata(), 100 * curves["cut only"]["val_acc"])
+        np.testing.assert_allclose(lines[1].get_ydata(), 100 * curves["slimmed"]["val_acc"])
         # the uncut model's line (two points spanning the axis) at the reference, in percent
         flat = [line for line in ax.get_lines() if len(line.get_xdata()) == 2]
         assert [line.get_ydata()[0] for line in flat] == pytest.approx([60.0])
@@ -32,6 +32,20 @@ def test_plot_slimming_draws_each_recipe_on_both_axes_and_the_reference():
     left, right = fig.axes
     assert left.get_lines()[0].get_xdata()[0] == pytest.approx(200.0)  # thousands
     assert right.get_lines()[0].get_xdata()[0] == pytest.approx(210.0)  # kB
+
+
+def test_plot_slimming_puts_collapsed_cuts_on_the_floor_with_their_real_accuracy():
+    # 60 % uncut, 45 % and 35 % after the cuts: both are more than 10 points below.
+    fig = plots.plot_slimming({"cut only": curve(0.5)}, reference=0.6)
+    for ax in fig.axes:
+        np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [60.0, 50.0, 50.0])
+        assert ax.get_ylim()[0] == pytest.approx(49.0)
+        (triangles,) = ax.collections[-1:]
+        np.testing.assert_allclose(triangles.get_offsets()[:, 1], [50.0, 50.0])
+        assert [t.get_text() for t in ax.texts] == ["0%", "30% (45%)", "50% (35%)"]
+    # Without a reference nothing is clipped.
+    fig = plots.plot_slimming({"cut only": curve(0.5)})
+    np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), [60.0, 45.0, 35.0])
 
 
 def test_plot_gamma_distribution_puts_models_side_by_side():
