@@ -299,12 +299,12 @@ def plot_slimming(curves: dict[str, pd.DataFrame], reference: float | None = Non
     """
     if floor is None and reference is not None:
         floor = reference - 0.10
+    bottom = 100 * floor if floor is not None else -np.inf  # in percent, like the y axis
     fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.6), layout="constrained", sharey=True)
     for ax, column, scale, label in ((axes[0], "params", 1e3, "parameters (thousands)"),
                                      (axes[1], "int8 bytes", 1e3, "int8 file (kB)")):
         for j, (name, table) in enumerate(curves.items()):
             x, acc = table[column] / scale, 100 * table["val_acc"]
-            bottom = 100 * floor if floor is not None else -np.inf
             low = acc < bottom
             y = acc.where(~low, bottom)
             ax.plot(x, y, marker="os^"[j % 3], ls=("-", "--", ":")[j % 3], color=f"C{j}",
@@ -321,7 +321,7 @@ def plot_slimming(curves: dict[str, pd.DataFrame], reference: float | None = Non
             ax.axhspan(100 * reference - 1, 100 * reference, color="grey", alpha=0.2, lw=0)
         ax.set(xlabel=label)
     if floor is not None:
-        axes[0].set_ylim(bottom=100 * floor - 1)
+        axes[0].set_ylim(bottom=bottom - 1)
     axes[0].set(ylabel="validation accuracy (%)")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
                ncols=len(curves), fontsize=8)
