@@ -95,6 +95,11 @@ CUT_FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.7)
 KD_GRID_SIZE = "27k"
 KD_TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
 KD_ALPHAS = (0.5, 0.9)
+# The grid is one seed per cell, so its pick on validation (T = 1, alpha = 0.5, read off
+# the stored grid in December 2026) and the students' own recipe each get two more seeds:
+# the pick's gain is then measured against the spread of seeds, not assumed from one run.
+KD_PICK = (1.0, 0.5)
+KD_EXTRA_SEEDS = (1, 2)
 # Slimming's L1 weight on BatchNorm gammas. The trained student's gates sit at about 1
 # (their initial value). On its own the penalty moves a gamma by bn_l1 x (the sum of the
 # learning rate over all steps) / (1 - momentum), about 250 / 0.1 for the 50-epoch
@@ -154,7 +159,10 @@ def build_catalogue() -> dict[str, Experiment]:
     exps += [_student(KD_GRID_SIZE, group="ablation-temperature", suffix=kd_suffix(t, a),
                       kd_temperature=t, kd_alpha=a)
              for a in KD_ALPHAS for t in KD_TEMPERATURES
-             if (t, a) != (STUDENT_RECIPE["kd_temperature"], STUDENT_RECIPE["kd_alpha"])]
+             if (t, a) != kd_recipe()]
+    exps += [_student(KD_GRID_SIZE, group="seeds-kd", suffix=kd_grid_suffix(t, a) + f"-s{seed}",
+                      kd_temperature=t, kd_alpha=a, seed=seed)
+             for t, a in (kd_recipe(), KD_PICK) for seed in KD_EXTRA_SEEDS]
     # Network slimming: sparsify a wider student's BatchNorm gammas, then cut and fine-tune.
     sparse = _student("200k", group="ablation-prune", suffix="-sparse", bn_l1=SLIM_BN_L1)
     exps.append(sparse)
@@ -182,6 +190,24 @@ def build_catalogue() -> dict[str, Experiment]:
 def kd_suffix(temperature: float, alpha: float) -> str:
     """The name suffix of a temperature-ablation run: ``-T2-a50`` is T = 2, alpha = 0.5."""
     return f"-T{temperature:g}-a{round(alpha * 100)}"
+
+
+def kd_recipe() -> tuple[float, float]:
+    """The students' own (temperature, alpha)."""
+    return STUDENT_RECIPE["kd_temperature"], STUDENT_RECIPE["kd_alpha"]
+
+
+def kd_grid_suffix(temperature: float, alpha: float) -> str:
+    """`kd_suffix`, or "" for the students' own recipe (its grid cell is the student)."""
+    return "" if (temperature, alpha) == kd_recipe() else kd_suffix(temperature, alpha)
+
+
+def kd_grid_runs(seed: int = 0) -> dict[tuple[float, float], str]:
+    """The run name of every (T, alpha) cell of the distillation grid, for `seed`: seed 0
+    is the grid itself; the extra seeds exist for `kd_recipe` and `KD_PICK` only."""
+    tail = f"-s{seed}" if seed else ""
+    return {(t, a): f"student-{KD_GRID_SIZE}-kd{kd_grid_suffix(t, a)}{tail}"
+            for a in KD_ALPHAS for t in KD_TEMPERATURES}
 
 
 

@@ -229,6 +229,24 @@ def test_catalogue_kd_grid_is_every_temperature_and_weight_once():
         assert exp.folder != base.folder
 
 
+def test_catalogue_kd_seeds_repeat_the_default_and_the_pick_with_new_seeds_only():
+    """The extra seeds of the distillation grid: the students' own cell and the pick, each
+    a grid cell's config with another seed, and nothing else changed."""
+    from fer_lib.catalogue import KD_EXTRA_SEEDS, KD_PICK, kd_grid_runs, kd_recipe
+
+    grid = kd_grid_runs()
+    assert all(name in ex.CATALOGUE for name in grid.values())
+    seeded = {e.name: e for e in ex.CATALOGUE.values() if e.group == "seeds-kd"}
+    expected = {kd_grid_runs(seed)[cell] for seed in KD_EXTRA_SEEDS
+                for cell in (kd_recipe(), KD_PICK)}
+    assert set(seeded) == expected and 0 not in KD_EXTRA_SEEDS
+    for seed in KD_EXTRA_SEEDS:
+        for cell in (kd_recipe(), KD_PICK):
+            exp, base = seeded[kd_grid_runs(seed)[cell]], ex.CATALOGUE[grid[cell]]
+            assert exp.train == dataclasses.replace(base.train, seed=seed)
+            assert exp.teacher == base.teacher and exp.precision == base.precision
+
+
 def test_catalogue_slimming_fine_tunes_every_cut_of_the_sparse_student():
     from fer_lib.catalogue import SLIM_FINETUNE
 
