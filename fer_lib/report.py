@@ -54,6 +54,9 @@ REPORTS = {
 
 
 # ----------------------------------------------------------------------------- formatting
+NBSP = "\u00a0"
+
+
 def fmt(value, kind: str) -> str:
     """The book's one number formatter.
 
@@ -61,17 +64,18 @@ def fmt(value, kind: str) -> str:
     points"), ``bytes`` (-> "209,715 B"), ``params`` (-> "199.7k", "1.00M", "950"),
     ``int`` (-> "28,709"), ``ms`` (-> "3.96 ms"), ``x`` (a ratio -> "12.3×"), ``p`` (a
     p-value -> "0.031", "< 0.001"), ``num`` (a hyperparameter -> "0.1", "4 × 10⁻⁵").
-    None and NaN give "–".
+    None and NaN give "–". A number and its unit are joined by a no-break space, so a
+    narrow table cell or a line of prose never breaks between "63.7" and "%".
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     formats = {
-        "acc": lambda v: f"{100 * v:.1f} %",
-        "pp": lambda v: f"{100 * v:+.1f} points",
-        "bytes": lambda v: f"{int(round(v)):,} B",
+        "acc": lambda v: f"{100 * v:.1f}{NBSP}%",
+        "pp": lambda v: f"{100 * v:+.1f}{NBSP}points",
+        "bytes": lambda v: f"{int(round(v)):,}{NBSP}B",
         "int": lambda v: f"{int(round(v)):,}",
         "params": _params,
-        "ms": lambda v: f"{v:.3g} ms" if v < 100 else f"{v:,.0f} ms",
+        "ms": lambda v: f"{v:.3g}{NBSP}ms" if v < 100 else f"{v:,.0f}{NBSP}ms",
         "x": lambda v: f"{v:.1f}×" if v < 100 else f"{v:,.0f}×",
         "p": lambda v: "< 0.001" if v < 0.001 else f"{v:.3f}",
         "num": _number,
@@ -142,7 +146,7 @@ class Table:
 
 _LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                   "\\": r"\textbackslash{}", "×": r"$\times$", "–": "--", "±": r"$\pm$",
+                   "\\": r"\textbackslash{}", "×": r"$\times$", "–": "--", "±": r"$\pm$", NBSP: "~",
                    "≤": r"$\leq$", "≥": r"$\geq$", "→": r"$\rightarrow$",
                    # fmt's "4 × 10⁻⁵": superscripts as LaTeX, not glyphs a font may lack
                    **{sup: f"\\textsuperscript{{{plain}}}" for sup, plain

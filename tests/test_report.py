@@ -94,15 +94,24 @@ def test_precision_table_has_every_stored_precision_of_every_run():
 
 # ----------------------------------------------------------------------------- formatting
 @pytest.mark.parametrize("value, kind, text", [
-    (0.63715, "acc", "63.7 %"), (-0.0123, "pp", "-1.2 points"), (0.004, "pp", "+0.4 points"),
-    (209715, "bytes", "209,715 B"), (199715, "params", "199.7k"), (999521, "params", "1.00M"),
-    (950, "params", "950"), (28709, "int", "28,709"), (3.961, "ms", "3.96 ms"),
+    (0.63715, "acc", "63.7\u00a0%"), (-0.0123, "pp", "-1.2\u00a0points"),
+    (0.004, "pp", "+0.4\u00a0points"), (209715, "bytes", "209,715\u00a0B"),
+    (199715, "params", "199.7k"), (999521, "params", "1.00M"),
+    (950, "params", "950"), (28709, "int", "28,709"), (3.961, "ms", "3.96\u00a0ms"),
     (12.34, "x", "12.3×"), (0.0004, "p", "< 0.001"), (0.0312, "p", "0.031"),
     (4e-5, "num", "4 × 10⁻⁵"), (0.1, "num", "0.1"), (float("nan"), "acc", "–"),
     (None, "bytes", "–"),
 ])
 def test_fmt(value, kind, text):
     assert report.fmt(value, kind) == text
+
+
+def test_fmt_joins_a_number_and_its_unit_so_no_line_breaks_between_them():
+    for value, kind in ((0.637, "acc"), (0.01, "pp"), (209715, "bytes"), (3.9, "ms")):
+        text = report.fmt(value, kind)
+        assert " " not in text and report.NBSP in text
+    table = report.Table(pd.DataFrame({"acc": [report.fmt(0.637, "acc")]}))
+    assert "63.7~\\%" in table._repr_latex_()
 
 
 def test_fmt_rejects_an_unknown_kind():
