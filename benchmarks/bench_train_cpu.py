@@ -20,6 +20,13 @@
    (interleaved, ms per step).
 4. ``--accuracy SEEDS``: the 27k student trained 5 epochs by each trainer per seed: the
    fast path must land within the seed spread of today's trainer.
+5. ``--fer-train EPOCHS``: the issue's target as a reader meets it: the 200k student's
+   config trained on the full training split through the ``fer train`` command, once
+   with ``FER_FAST=0`` and once with the fast path; epoch seconds from each checkpoint's
+   history (set-up, data loading and scoring excluded). Minutes per epoch.
+6. ``--depthwise``: the 200k student's depthwise convolutions (forward and backward, batch
+   256) in three formulations: oneDNN on channels_last (today's), oneDNN on NCHW, and
+   nine shifted multiply-adds (channels_last elementwise passes).
 """
 
 from __future__ import annotations
@@ -28,17 +35,25 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import fer_lib.train as trainer
 from fer_lib import catalogue, fastkernels, fastpath
+from fer_lib.checkpoint import load_checkpoint
 from fer_lib.data import load_fer2013
 from fer_lib.distill import CachedTeacher, kd_loss
 from fer_lib.evaluate import predict_logits, to_input
@@ -297,6 +312,84 @@ def accuracy_check(data, seeds: int, epochs: int = 5) -> None:
           f"Welch p = {test['p']:.2f}")
 
 
+# ----------------------------------------------------------------------------- 5. fer train
+def fer_train_epochs(epochs: int, name: str = "student-200k-kd") -> None:
+    """`name`'s config (without its teacher) through ``fer train`` for `epochs` epochs on
+    the full training split, ``FER_FAST=0`` then the fast path; seconds per epoch."""
+    print(f"\n5. fer train, {name}'s config, {epochs} epochs on the full training split:")
+    seconds: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(json.dumps(dataclasses.asdict(catalogue.get(name).train)))
+        for fast in ("0", "1"):
+            out = Path(tmp) / f"fast{fast}"
+            subprocess.run([sys.executable, "-m", "fer_lib.cli", "train", str(config),
+                            "--device", "cpu", "--epochs", str(epochs), "--out", str(out),
+                            "--quiet"], check=True, stdout=subprocess.DEVNULL,
+                           env=dict(os.environ, FER_FAST=fast))
+            history = load_checkpoint(out / "checkpoint.pt")["history"]
+            seconds[fast] = [h["seconds"] for h in history]
+    for fast, label in (("0", "today (FER_FAST=0)"), ("1", "fast path")):
+        print(f"  {label:20s} epochs {' '.join(f'{s:6.1f}' for s in seconds[fast])} s  "
+              f"mean {statistics.mean(seconds[fast]):6.1f} s")
+    print(f"  ratio of mean epoch seconds: "
+          f"{statistics.mean(seconds['0']) / statistics.mean(seconds['1']):.2f}x", flush=True)
+
+
+# ----------------------------------------------------------------------------- 6. depthwise
+def depthwise_inputs(cfg) -> list[tuple[nn.Conv2d, tuple[int, ...]]]:
+    """Each depthwise convolution of `cfg`'s model with its input shape at the batch size."""
+    model = build(cfg.family, **cfg.model_args).eval()
+    found: list[tuple[nn.Conv2d, tuple[int, ...]]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: found.append((m, tuple(i[0].shape))))
+             for m in model.modules()
+             if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1]
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 48, 48))
+    for hook in hooks:
+        hook.remove()
+    return [(conv, (cfg.batch_size, *shape[1:])) for conv, shape in found]
+
+
+def shifted_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """`conv` (k x k depthwise, zero padding) as k*k shifted slices times per-channel weights."""
+    k, s, pad = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    xp = F.pad(x, (pad, pad, pad, pad))
+    h = (x.size(2) + 2 * pad - k) // s + 1
+    w = (x.size(3) + 2 * pad - k) // s + 1
+    out = None
+    for i in range(k):
+        for j in range(k):
+            tap = xp[:, :, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s]
+            term = tap * conv.weight[:, 0, i, j].view(1, -1, 1, 1)
+            out = term if out is None else out + term
+    return out
+
+
+def depthwise_formulations(images: int, rounds: int) -> None:
+    cfg = bench_config("student-200k-kd", images, images * 9)
+    layers = depthwise_inputs(cfg)
+    ways = {"oneDNN, channels_last (today)": (CL, lambda x, c: c(x)),
+            "oneDNN, NCHW": (torch.contiguous_format, lambda x, c: c(x)),
+            "9 shifted multiply-adds": (CL, shifted_depthwise)}
+    gen = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(shape, generator=gen) for _, shape in layers]
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds + 1):  # round 0 warms up
+        for name, (fmt, run) in ways.items():
+            t0 = time.perf_counter()
+            for (conv, _), x in zip(layers, inputs, strict=True):
+                x = x.contiguous(memory_format=fmt).requires_grad_()
+                run(x, conv.to(memory_format=fmt)).sum().backward()
+            times[name].append(time.perf_counter() - t0)
+    base = times["oneDNN, channels_last (today)"][1:]
+    print(f"\n6. depthwise convolutions of the 200k student ({len(layers)} layers, batch "
+          f"{cfg.batch_size}), forward + backward, ms per step:")
+    for name, t in times.items():
+        ratio = statistics.median(a / b for a, b in zip(base, t[1:], strict=True))
+        print(f"  {name:32s} {statistics.median(t[1:]) * 1000:7.0f} ms   {ratio:.2f}x")
+
+
 NOTE = """\
 Where the time went, and what the fast path changes (same loss, same optimizer, float32;
 fer_lib/fastpath.py). At 48 x 48 with 9 to 36 channels in the first layers the step is
@@ -304,26 +397,40 @@ bound by memory traffic: BatchNorm and ReLU6 passes over the wide activations to
 of it, the convolutions (oneDNN, channels_last, near memory speed already) ~35%.
 (a) Allocating each step's activations cost ~100k page faults per 200k-student step
 (glibc maps every block over 32 MiB afresh and unmaps it on free); keeping the heap
-removes them: 1.12x alone. (b) BatchNorm2d + ReLU/ReLU6 fused in C++: one statistics
-pass and one normalise+clamp pass forward, one reduction and one gradient pass backward
-(PyTorch: ~8 and 8, and its channels_last kernels vectorise along 9-36 channels, not 16
-lanes): 1.29x alone, 1.56x with (a) (1 thread, CPU clock, measured Nov 2026).
+removes them. (b) BatchNorm2d + ReLU/ReLU6 fused in C++: one statistics pass and one
+normalise+clamp pass forward, one reduction and one gradient pass backward (PyTorch:
+~8 and 8, and its channels_last kernels vectorise along 9-36 channels, not 16 lanes).
+Measured on 2 idle cores, 2 threads, wall clock (3 Dec 2026): (a) alone 1.23x and (b)
+alone 3.35x of the step, both 4.12x (section 3; the step timed apart from the trainer,
+beside 8 other models); epochs of 2,048 images 2.5-2.9x (200k), 3.6-3.7x (27k),
+2.6-2.7x (16k) (section 1); through `fer train` on the full split, 2 epochs, 107-110 s
+against 36-39 s an epoch, 2.7-3.1x in two runs (section 5). The 27k student after 5
+epochs, 4 seeds: best validation 37.2 +- 2.7 % today, 38.3 +- 0.9 % fast (Welch p 0.47):
+within the seed spread (section 4). On 1 thread, CPU clock (Nov 2026), (a) gave 1.12x,
+(b) 1.29x and both 1.56x; on 2 threads the gain is larger because eager PyTorch's step
+was slower on 2 threads than on 1 (section 3: 1,684 against 1,187 ms) while the fast
+path's scales (742 to 413 ms).
 Measured and not kept: torch.compile of the model (no graph break; 0.86x) and of the
 whole step with compiled autograd and the optimizer (0.93x): inductor fuses BatchNorm
 with ReLU6 too, but its generated backward is slow, it hands oneDNN's convolution
 backward gradients in another layout (15 copies a step) and allocations still fault;
-NCHW for all layers (0.51x; depthwise and 1x1 convolutions are 3-4x slower in NCHW, so
-no per-layer mix helps); oneDNN off (0.2x); 1x1 convolutions as MKL matmuls (~1%);
-BatchNorm+ReLU6 fused into the next 1x1 convolution in L2-sized row chunks (1.01x);
-streaming stores (1.01x); bf16 autocast (other math, and 0.79x on 1 thread). Batch size
-changes the math (BatchNorm statistics, SGD steps) and buys nothing: even 64 images'
-activations overflow the 2 MiB L2 (img/s nearly flat from 64 to 256). Threads: with
-other jobs on the 2 cores, 2 threads stall at every parallel region a preempted thread
-holds (wall-clock ratios at 2 threads swing from 1.6x to 10x round to round); with 1
-thread per job, CPU-clock ratios are steady. What is left is memory traffic of separate
-oneDNN convolutions and BatchNorm passes: going further means custom convolutions that
-compute BatchNorm statistics and apply BatchNorm+ReLU6 as they load (no materialised
-activations), or fewer bytes per activation (bf16 storage: other math)."""
+NCHW for all layers (0.51x on 1 thread, 1.06x on 2 in section 3, beside a slow eager
+BatchNorm; depthwise convolutions alone run at 0.54x in NCHW, section 6, and 1x1 ones
+3-4x slower, so no per-layer mix helps); depthwise convolutions as 9 shifted
+multiply-adds (0.09x, section 6); oneDNN off (0.2x); 1x1 convolutions as MKL matmuls
+(~1%); BatchNorm+ReLU6 fused into the next 1x1 convolution in L2-sized row chunks
+(1.01x); streaming stores (1.01x); bf16 autocast (other math, and 0.79x on 1 thread).
+Batch size changes the math (BatchNorm statistics, SGD steps) and buys nothing: even 64
+images' activations overflow the 2 MiB L2 (img/s nearly flat from 64 to 256). Threads:
+with other jobs on the 2 cores, 2 threads stall at every parallel region a preempted
+thread holds (wall-clock ratios at 2 threads swing from 1.6x to 10x round to round);
+with 1 thread per job, CPU-clock ratios are steady. Evaluation: scoring already runs
+the plain and mirrored views as one batch (evaluate.predict_views), and the trainer's
+validation pass (plain view) takes ~3% of the fast step (section 2). What is left is
+oneDNN's convolutions (about half of the fast step by the profile) and the memory
+traffic between separate kernels: going further means custom convolutions that apply
+BatchNorm+ReLU6 as they load, or fewer bytes per activation (bf16 storage: other
+math)."""
 
 
 def main() -> None:
@@ -338,6 +445,10 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--accuracy", type=int, default=0, metavar="SEEDS",
                         help="also train the 27k student 5 epochs per trainer and seed")
+    parser.add_argument("--depthwise", action="store_true",
+                        help="also time 3 formulations of the depthwise convolutions")
+    parser.add_argument("--fer-train", type=int, default=0, metavar="EPOCHS",
+                        help="also time EPOCHS full epochs of the 200k student via fer train")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -354,6 +465,10 @@ def main() -> None:
         ablation(data, args)
     if args.accuracy:
         accuracy_check(data, args.accuracy)
+    if args.depthwise:
+        depthwise_formulations(args.images, args.rounds)
+    if args.fer_train:
+        fer_train_epochs(args.fer_train)
     print(f"\n{load_line()} at the end\n\n{NOTE}")
 
 

@@ -3,8 +3,9 @@
 At 48 x 48 with 9 to 36 channels in the first layers, a CPU training step of the
 MobileNets is bound by memory traffic, not arithmetic: BatchNorm and ReLU6 passes
 over the wide activations, and the page faults of allocating them. Two changes, each
-exact up to float rounding (`benchmarks/bench_train_cpu.py` measures them: 1.4-1.7x
-the epochs per CPU-second of the eager trainer for the students and the sweep models):
+exact up to float rounding, together about 3x the eager trainer's epoch speed for the
+200k student on 2 idle cores (`benchmarks/bench_train_cpu.py` measures it, and what
+each change gives alone):
 
 - `heap_allocations`: glibc serves every allocation from its heap and keeps freed
   memory, so the next step's activations reuse warm pages instead of fresh ``mmap``
