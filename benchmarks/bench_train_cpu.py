@@ -366,21 +366,25 @@ def shifted_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return out
 
 
-def depthwise_formulations(images: int, rounds: int) -> None:
-    cfg = bench_config("student-200k-kd", images, images * 9)
+def depthwise_formulations(rounds: int) -> None:
+    """Each formulation on its own copy of the layers, inputs laid out before timing."""
+    cfg = catalogue.get("student-200k-kd").train
     layers = depthwise_inputs(cfg)
     ways = {"oneDNN, channels_last (today)": (CL, lambda x, c: c(x)),
             "oneDNN, NCHW": (torch.contiguous_format, lambda x, c: c(x)),
             "9 shifted multiply-adds": (CL, shifted_depthwise)}
     gen = torch.Generator().manual_seed(0)
     inputs = [torch.randn(shape, generator=gen) for _, shape in layers]
+    prepared = {name: [(copy.deepcopy(conv).to(memory_format=fmt),
+                        x.contiguous(memory_format=fmt).requires_grad_())
+                       for (conv, _), x in zip(layers, inputs, strict=True)]
+                for name, (fmt, _) in ways.items()}
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(rounds + 1):  # round 0 warms up
-        for name, (fmt, run) in ways.items():
+        for name, (_, run) in ways.items():
             t0 = time.perf_counter()
-            for (conv, _), x in zip(layers, inputs, strict=True):
-                x = x.contiguous(memory_format=fmt).requires_grad_()
-                run(x, conv.to(memory_format=fmt)).sum().backward()
+            for conv, x in prepared[name]:
+                run(x, conv).sum().backward()
             times[name].append(time.perf_counter() - t0)
     base = times["oneDNN, channels_last (today)"][1:]
     print(f"\n6. depthwise convolutions of the 200k student ({len(layers)} layers, batch "
@@ -415,9 +419,9 @@ whole step with compiled autograd and the optimizer (0.93x): inductor fuses Batc
 with ReLU6 too, but its generated backward is slow, it hands oneDNN's convolution
 backward gradients in another layout (15 copies a step) and allocations still fault;
 NCHW for all layers (0.51x on 1 thread, 1.06x on 2 in section 3, beside a slow eager
-BatchNorm; depthwise convolutions alone run at 0.54x in NCHW, section 6, and 1x1 ones
+BatchNorm; depthwise convolutions alone run at 0.41x in NCHW, section 6, and 1x1 ones
 3-4x slower, so no per-layer mix helps); depthwise convolutions as 9 shifted
-multiply-adds (0.09x, section 6); oneDNN off (0.2x); 1x1 convolutions as MKL matmuls
+multiply-adds (0.04x, section 6); oneDNN off (0.2x); 1x1 convolutions as MKL matmuls
 (~1%); BatchNorm+ReLU6 fused into the next 1x1 convolution in L2-sized row chunks
 (1.01x); streaming stores (1.01x); bf16 autocast (other math, and 0.79x on 1 thread).
 Batch size changes the math (BatchNorm statistics, SGD steps) and buys nothing: even 64
@@ -466,7 +470,7 @@ def main() -> None:
     if args.accuracy:
         accuracy_check(data, args.accuracy)
     if args.depthwise:
-        depthwise_formulations(args.images, args.rounds)
+        depthwise_formulations(args.rounds)
     if args.fer_train:
         fer_train_epochs(args.fer_train)
     print(f"\n{load_line()} at the end\n\n{NOTE}")

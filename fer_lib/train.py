@@ -9,7 +9,7 @@ Model selection uses the validation rows only (carved from Training by
 reported accuracy comes from `fer_lib.evaluate.score`, after training.
 
 On CPU, `fer_lib.fastpath` runs BatchNorm and its activation as fused C++ kernels and
-keeps freed memory for the next step's activations: the same math, 2.5-3.5x the epoch
+keeps freed memory for the next step's activations: the same math, 2.5-3.7x the epoch
 speed of eager PyTorch on 2 cores (`benchmarks/bench_train_cpu.py`; ``FER_FAST=0`` or
 ``train(..., fast=False)`` turns it off).
 
