@@ -116,6 +116,49 @@ Q4_ABLATION_SIZE = 4_000
 Q4_ABLATIONS = {"mobilenet_v1": "pool", "cnn": "stride"}
 
 
+# The student design study (#26): MobileNets at the two budgets that differ in where
+# their parameters sit, all label-only, on one short schedule, two seeds each, so the
+# design is chosen on validation before long runs are spent on it. Widths are fitted to
+# each budget; "replica" is report A's model as far as its report describes it
+# (inverted residuals, expansion 4, 102,709 parameters): our V2 layout sized to that count.
+DESIGN_RECIPE = dict(STUDENT_RECIPE, epochs=20)
+DESIGN_SEEDS = (0, 1)
+V2_LAST_6X6 = ((1, 16, 1, 1), (None, 24, 2, 2), (None, 32, 3, 2), (None, 64, 3, 2),
+               (None, 96, 2, 1), (None, 160, 2, 1))
+V2_EARLY = ((1, 16, 1, 1), (None, 32, 2, 2), (None, 48, 3, 2), (None, 96, 3, 2),
+            (None, 128, 3, 1))
+V2_EARLY_AFTER_STRIDED_STEM = ((1, 16, 1, 1), (None, 32, 2, 1), (None, 48, 3, 2),
+                               (None, 96, 3, 2), (None, 128, 3, 1))
+# design -> (family, model arguments besides width): the parameters' placement.
+STUDENT_DESIGNS = {
+    "base": ("mobilenet_v2", {}),                       # today's student: 3 x 3 last
+    "6x6": ("mobilenet_v2", {"stages": V2_LAST_6X6}),   # same weights, last stage at 6 x 6
+    "early": ("mobilenet_v2", {"stages": V2_EARLY}),    # channels moved to 24 x 24 and 12 x 12
+    "stem2": ("mobilenet_v2", {"stem_stride": 2, "stages": V2_EARLY_AFTER_STRIDED_STEM}),
+    "v1": ("mobilenet_v1", {}),                         # the Q2 sweep's family
+}
+# budget -> (target parameters, precision of its file, designs tried there).
+DESIGN_BUDGETS = {"200k": (200_000, "int8", ("base", "6x6", "early", "stem2", "v1")),
+                  "100k": (102_709, "fp16", ("replica", "6x6", "v1"))}
+REPLICA_PARAMS = 102_709  # report A's count (hw8_reports.md)
+
+
+def design_name(budget: str, design: str, seed: int) -> str:
+    """``design-200k-6x6-s1``: the design study's run of `design` at `budget`, `seed`."""
+    return f"design-{budget}-{design}-s{seed}"
+
+
+def _design(budget: str, design: str, seed: int) -> Experiment:
+    target, precision, _ = DESIGN_BUDGETS[budget]
+    family, args = STUDENT_DESIGNS["base" if design == "replica" else design]
+    args = json.loads(json.dumps(args))  # tuples -> lists, as a stored config reads back
+    width = round(width_for_params(family, target, **args), 4)
+    cfg = TrainConfig(family=family, model_args={"width": width, **args}, seed=seed,
+                      **DESIGN_RECIPE)
+    return Experiment(design_name(budget, design, seed), "design", cfg, precision=precision,
+                      keep_logits=True)
+
+
 def _student(size: str, *, kd: bool = True, precision: str = "int8", group: str = "student",
              suffix: str = "", **recipe) -> Experiment:
     width = round(width_for_params("mobilenet_v2", STUDENT_WIDTHS[size]), 4)
@@ -184,6 +227,9 @@ def build_catalogue() -> dict[str, Experiment]:
                            teacher=ENSEMBLE, slim_from=student.name, slim_fraction=0.0,
                            precision="int8"))
     exps.append(_student(KD_GRID_SIZE, group="recipe", suffix="-ls0", label_smoothing=0.0))
+    # The design study, seed by seed: every design's first seed comes first.
+    exps += [_design(budget, design, seed) for seed in DESIGN_SEEDS
+             for budget, (_, _, designs) in DESIGN_BUDGETS.items() for design in designs]
     return {e.name: e for e in exps}
 
 

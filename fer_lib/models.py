@@ -133,21 +133,34 @@ V2_SETTINGS = ((1, 16, 1, 1), (None, 24, 2, 2), (None, 32, 3, 2), (None, 64, 3, 
 
 
 def mobilenet_v2(width: float = 0.4, expansion: float = 4.0, last_channels: int = 320,
-                 dropout: float = 0.2, hidden: tuple[int, ...] | None = None) -> nn.Sequential:
+                 dropout: float = 0.2, hidden: tuple[int, ...] | None = None,
+                 stem: int = 32, stem_stride: int = 1,
+                 stages: tuple[tuple, ...] | None = None) -> nn.Sequential:
     """MobileNetV2 adapted to 48 x 48; the defaults give about 105k parameters.
 
+    `stages` replaces `V2_SETTINGS`: one ``(expansion or None, channels at width 1,
+    repeats, first stride)`` per stage (None: use `expansion`). With the stem's channels
+    (`stem`, at width 1) and stride (`stem_stride`) it decides where the parameters sit
+    and at which resolution they work (the student design study moves them).
     `hidden` overrides the expanded width of each inverted-residual block (one entry per
     block, in order); network slimming uses it to describe a pruned model.
     """
     _check_width(width)
     if expansion <= 0:
         raise ValueError(f"expansion must be positive, got {expansion!r}")
-    blocks = sum(repeats for _, _, repeats, _ in V2_SETTINGS)
+    if stem_stride not in (1, 2):
+        raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+    stages = V2_SETTINGS if stages is None else tuple(tuple(stage) for stage in stages)
+    if not stages or any(len(stage) != 4 or stage[2] < 1 or stage[3] not in (1, 2)
+                         for stage in stages):
+        raise ValueError("stages must list (expansion or None, channels, repeats >= 1, "
+                         f"stride 1 or 2) per stage, got {stages!r}")
+    blocks = sum(repeats for _, _, repeats, _ in stages)
     if hidden is not None and (len(hidden) != blocks or min(hidden) < 1):
         raise ValueError(f"hidden must list {blocks} positive channel counts, got {hidden!r}")
-    cin = scaled(32, width)
-    layers: list[nn.Module] = [conv_bn(1, cin, act=nn.ReLU6)]
-    for t, channels, repeats, stride in V2_SETTINGS:
+    cin = scaled(stem, width)
+    layers: list[nn.Module] = [conv_bn(1, cin, stride=stem_stride, act=nn.ReLU6)]
+    for t, channels, repeats, stride in stages:
         cout = scaled(channels, width)
         for i in range(repeats):
             ratio = expansion if t is None else t
