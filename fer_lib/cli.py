@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from .data import ACCEPTED_FORMS, FER2013Error, load_fer2013
+from .data import ACCEPTED_FORMS, FER2013Error, FER2013RowError, load_fer2013
 
 PUBLIC_COMMANDS = ("summary", "train", "evaluate", "reproduce", "rescore", "data-summary",
                    "predict", "score", "package")
@@ -161,7 +161,7 @@ def cmd_score(args) -> None:
     from .homework import read_submission, score_submission
 
     labels = read_submission(args.submission)  # a bad file fails before the data loads
-    scores = score_submission(labels, load_fer2013(args.data))
+    scores = score_submission(labels, load_fer2013(args.data), args.submission)
     n_pub, n_priv = scores["n_public"], scores["n_private"]
     print(f"{args.submission}: {len(labels):,} predictions scored as on Kaggle")
     print(f"public  (ids 0..{n_pub - 1}, {n_pub:,} images): {scores['public']:.5f}")
@@ -438,7 +438,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.debug:
             raise
         message = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
-        if isinstance(err, FER2013Error) and "Getting FER2013" not in message:
+        # The accepted forms help with a file of none of them; they would bury a row error.
+        if (isinstance(err, FER2013Error) and not isinstance(err, FER2013RowError)
+                and "Getting FER2013" not in message):
             message = f"{message.rstrip('.')}. {ACCEPTED_FORMS}"
         sys.exit(f"fer {args.command}: error: {' '.join(message.split())}")
 

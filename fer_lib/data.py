@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import datacache, paths
-from .errors import FER2013Error, FER2013Warning
+from .errors import FER2013Error, FER2013RowError, FER2013Warning
 from .readers import (  # noqa: F401  (re-exported: the data layer's vocabulary)
     CLASS_NAMES,
     CSV_COLUMNS,
@@ -307,7 +307,7 @@ def load_fer2013(
     skipped = [str(reason) for reason in arrays["skipped"]]
     if skipped and not skip_bad:
         # The cache was written by a skip_bad load; without skip_bad the source is an error.
-        raise FER2013Error(skipped[0])
+        raise FER2013RowError(skipped[0])
     if skipped:
         warn_skipped(skipped, str(source))
     data = FER2013(arrays["images"], arrays["labels"], arrays["usage"], source=str(source))
@@ -389,6 +389,10 @@ def data_summary(
     (0..255 scale, two decimals); and ``validation``: the protocol's ``val_fraction``
     and ``split_seed`` with the per-class counts of the rows that models train on
     (``train``) and are selected on (``val``).
+
+    A split without images (the test splits of the course's train.csv alone) is listed
+    with zero counts and a null ``mean`` and ``std``: NaN is not JSON, and a split left
+    out would make every reader check which are there.
     """
     stats = split_statistics(data)
     _, train_labels = data.split("Training")
@@ -398,12 +402,15 @@ def data_summary(
     def per_class(labels: np.ndarray) -> list[int]:
         return np.bincount(labels, minlength=n_classes).tolist()
 
+    def rounded(split: str, stat: str) -> float | None:
+        return round(getattr(stats[split], stat), 2) if stats[split].n_images else None
+
     return {
         "image_size": list(data.images.shape[1:]),
         "class_names": list(data.class_names),
         "splits": {
-            split: {"count": counts.tolist(), "mean": round(stats[split].mean, 2),
-                    "std": round(stats[split].std, 2)}
+            split: {"count": counts.tolist(), "mean": rounded(split, "mean"),
+                    "std": rounded(split, "std")}
             for split, counts in data.class_counts().items()
         },
         "validation": {"val_fraction": val_fraction, "split_seed": split_seed,

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from . import catalogue
+from . import catalogue, paths
 from .data import FER2013, load_fer2013
 from .errors import FER2013Error
 from .evaluate import accuracy, predict_logits
@@ -48,7 +48,7 @@ from .quantize import (
     quantized_copy,
 )
 from .readers import UNLABELLED, csv_rows, order_by_id, parse_id, parse_label
-from .store import load_result, replacing_folder, result_at
+from .store import MissingResultError, load_result, replacing_folder, result_at
 
 SUBMISSION_COLUMNS = ("id", "label")
 WEIGHTS_FILE = "model.npz"
@@ -107,7 +107,10 @@ def model_source(target: str | os.PathLike | None = None,
     if target is None:
         from .report import submission
 
-        chosen = submission(STRONG_BUDGET)
+        try:  # without a results folder: FileNotFoundError; no run fits: a missing result
+            chosen = submission(STRONG_BUDGET)
+        except LookupError as error:
+            raise MissingResultError(f"{paths.results_dir()}: {error}") from None
         target, precision = chosen.run, precision or chosen.precision
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
@@ -190,18 +193,19 @@ def read_submission(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(labels, dtype=np.int64)[order]
 
 
-def score_submission(labels: np.ndarray, data: FER2013) -> dict:
-    """Kaggle's two scores of a submission (`labels`: int (N,), by id) against a labelled
-    FER2013: ``{"public", "private"}`` accuracies (fractions) and their image counts
-    ``n_public``, ``n_private``. Public = the first len(PublicTest) ids (3,589)."""
+def score_submission(labels: np.ndarray, data: FER2013, name: str | os.PathLike = "") -> dict:
+    """Kaggle's two scores of submission `name` (`labels`: int (N,), by id) against a
+    labelled FER2013: ``{"public", "private"}`` accuracies (fractions) and their image
+    counts ``n_public``, ``n_private``. Public = the first len(PublicTest) ids (3,589)."""
     if (data.labels[data.usage != "Training"] == UNLABELLED).any():
         raise SubmissionError(f"{data.source} has no test labels (the course's test.csv "
                               "never had them): score against FER2013 itself, e.g. --data "
                               "fer2013.zip or fer2013.csv")
     public, private = data.split("PublicTest")[1], data.split("PrivateTest")[1]
     if len(labels) != len(public) + len(private):
-        raise SubmissionError(f"{len(labels):,} predictions, but the test set of {data.source} "
-                              f"has {len(public) + len(private):,} images")
+        raise SubmissionError(f"{name or 'the submission'}: {len(labels):,} predictions, but "
+                              f"the test set of {data.source} has {len(public) + len(private):,} "
+                              "images")
     return {"public": accuracy(labels[:len(public)], public),
             "private": accuracy(labels[len(public):], private),
             "n_public": len(public), "n_private": len(private)}

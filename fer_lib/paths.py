@@ -39,6 +39,25 @@ def results_dir() -> Path:
     return _explicit("FER_RESULTS_DIR") or project_root() / "results"
 
 
+def existing_results_dir() -> Path:
+    """`results_dir`, which must be a folder: for commands that choose among the stored
+    runs, which would otherwise find none and blame the runs, not the folder.
+
+    Raises FileNotFoundError naming where it looked and how to point at a results folder.
+    """
+    folder = results_dir()
+    if folder.is_dir():
+        return folder
+    if _explicit("FER_RESULTS_DIR"):
+        raise FileNotFoundError(f"no results folder: $FER_RESULTS_DIR is {folder}; point it "
+                                "at the project's results/ folder, or unset it and run fer "
+                                "from the project root")
+    looked = (f"$FER_PROJECT_DIR has none ({folder})" if _explicit("FER_PROJECT_DIR")
+              else f"looked in {Path.cwd().resolve()} and the folders above it")
+    raise FileNotFoundError(f"no results folder: {looked}; run fer from the project root (the "
+                            "folder holding results/) or set FER_RESULTS_DIR=/path/to/results")
+
+
 def runs_dir() -> Path:
     """Checkpoints and logs of runs in progress (never committed): ``$FER_RUNS_DIR`` or
     ``<root>/runs``."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import FER2013Error, FER2013Warning
+from .errors import FER2013Error, FER2013RowError, FER2013Warning
 
 CLASS_NAMES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -91,7 +91,10 @@ def course_files(path: Path) -> list[Path]:
 
 
 class _Problems:
-    """Raise on the first bad row/image, or (``skip_bad``) collect the reasons."""
+    """Raise on the first bad row/image, or (``skip_bad``) collect the reasons.
+
+    What is reported here is one row or image of a readable file: a FER2013RowError.
+    """
 
     def __init__(self, skip_bad: bool):
         self.skip_bad = skip_bad
@@ -99,7 +102,7 @@ class _Problems:
 
     def report(self, message: str) -> None:
         if not self.skip_bad:
-            raise FER2013Error(message)
+            raise FER2013RowError(message)
         self.reasons.append(message)
 
 
@@ -275,7 +278,12 @@ def _parse_pixels(text: str, where: str) -> np.ndarray:
     try:
         values = np.array(tokens, dtype=np.int64)
     except (ValueError, OverflowError) as error:
-        raise FER2013Error(f"{where}: non-integer pixel ({error})") from error
+        # Name the token, not numpy's message: a row error must stay one short line.
+        bad = next((t for t in tokens if not t.lstrip("+-").isdigit()), None)
+        if bad is None:  # digits only, too many of them for int64
+            raise FER2013Error(f"{where}: pixel outside 0..255") from error
+        raise FER2013Error(f"{where}: non-integer pixel {bad[:20]!r}; expected whole numbers "
+                           "0..255") from error
     if values.min() < 0 or values.max() > 255:
         raise FER2013Error(f"{where}: pixel outside 0..255 ({values.min()}..{values.max()})")
     return values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
@@ -339,18 +347,21 @@ def _load_csv(path: Path, problems: _Problems):
 
 def order_by_id(ids: list[int], wheres: list[str], source: str) -> np.ndarray:
     """Row positions (int64 (n,)) sorted by id, once the n ids are known to be 0..n-1,
-    each once, as Kaggle's were; a duplicated id names both rows, a missing one itself."""
+    each once, as Kaggle's were; a duplicated id names both rows, a missing one itself
+    (FER2013RowError: the file is of the right form, its rows are not)."""
     first: dict[int, str] = {}
     for number, where in zip(ids, wheres, strict=True):
         if number in first:
-            raise FER2013Error(f"{where}: duplicate id {number} (also at {first[number]})")
+            # Both rows are in `source`: naming its path once keeps the line short.
+            also = first[number].removeprefix(f"{source} ")
+            raise FER2013RowError(f"{where}: duplicate id {number} (also at {also})")
         first[number] = where
     missing = sorted(set(range(len(ids))) - first.keys())
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise FER2013Error(f"{source}: id {missing[0]} is missing{more}; {len(ids)} rows "
-                           f"must have the ids 0..{len(ids) - 1}, one each (largest here: "
-                           f"{max(ids)})")
+        raise FER2013RowError(f"{source}: id {missing[0]} is missing{more}; {len(ids)} rows "
+                              f"must have the ids 0..{len(ids) - 1}, one each (largest here: "
+                              f"{max(ids)})")
     return np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import catalogue
+from . import catalogue, paths
 from .quantize import PRECISIONS, STRONG_BUDGET
 from .store import accuracy_by_precision, find_result, stored_results
 
@@ -237,7 +237,8 @@ def submission(budget_bytes: int = STRONG_BUDGET,
     hand in; a table without a ``weights`` column counts every run as having them) and
     whose model file has at most `budget_bytes` bytes, and returns the one with the best
     validation accuracy; ties go to fewer bytes, then to the run's name. Public and
-    private accuracy are never looked at. Raises LookupError when no stored MobileNet fits.
+    private accuracy are never looked at. Raises LookupError when no stored MobileNet fits,
+    FileNotFoundError when there is no results folder to look in (not "none fits").
     """
     table = _as_table(table)
     if "weights" in table.columns:
@@ -246,8 +247,8 @@ def submission(budget_bytes: int = STRONG_BUDGET,
 
 
 def _as_table(table: pd.DataFrame | str | os.PathLike | None) -> pd.DataFrame:
-    if table is None:
-        return precision_table()
+    if table is None:  # a missing results folder is named, not taken for one without runs
+        return precision_table(paths.existing_results_dir())
     return pd.read_csv(table) if isinstance(table, (str, Path)) else table
 
 

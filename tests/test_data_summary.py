@@ -56,6 +56,24 @@ def test_summary_is_json_and_round_trips(synthetic, tmp_path):
     assert ex.load_data_summary(tmp_path) == json.loads(json.dumps(data_summary(synthetic)))
 
 
+def _no_nan(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def test_train_csv_alone_gives_strict_json(small_fer, tmp_path, capsys):
+    """The course's train.csv has no test rows: its empty splits' statistics are null."""
+    import fer_lib.cli as cli
+    from fer_lib.homework import write_course_csvs
+
+    train_csv = write_course_csvs(small_fer, tmp_path, which=("train",))["train"]
+    cli.main(["data-summary", "--data", str(train_csv)])
+    summary = json.loads(capsys.readouterr().out, parse_constant=_no_nan)
+    for split in ("PublicTest", "PrivateTest"):
+        assert summary["splits"][split] == {"count": [0] * 7, "mean": None, "std": None}
+    assert 0 < summary["splits"]["Training"]["mean"] < 255
+    assert sum(summary["splits"]["Training"]["count"]) == len(small_fer.split("Training")[1])
+
+
 def test_missing_summary_says_how_to_make_it(tmp_path):
     with pytest.raises(ex.MissingResultError, match="fer data-summary --write"):
         ex.load_data_summary(tmp_path)

@@ -130,7 +130,7 @@ def _pixels(values) -> str:
 BAD_TEST_CSVS = {
     "missing id": (lambda lines: lines[:3] + lines[4:], r"test.csv: id 3 is missing"),
     "duplicated id": (lambda lines: lines[:4] + ["2" + lines[4][1:]] + lines[5:],
-                      r"test.csv line 6: duplicate id 2 \(also at .*test.csv line 4\)"),
+                      r"test.csv line 6: duplicate id 2 \(also at line 4\)"),
     "short row": (lambda lines: lines[:2] + [f"2,{_pixels([0] * 2303)}"] + lines[3:],
                   r"test.csv line 4: 2303 pixels, expected 2304"),
     "non-numeric pixel": (lambda lines: lines[:2] + [f"2,{_pixels([0] * 2303 + ['x'])}"]
@@ -155,6 +155,20 @@ def test_bad_test_csv_is_named_and_nothing_is_written(case, tmp_path, cache):
     with pytest.raises(SystemExit, match=match):
         cli.main(["predict", "student-27k-kd", str(path), "-o", str(out)])
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["test.csv"]
+
+
+@pytest.mark.parametrize("case", [c for c in BAD_TEST_CSVS if c != "missing id"])
+def test_a_bad_test_csv_row_is_one_short_line(case, tmp_path):
+    """A row error names the file, the line and what was expected, and no more: the list
+    of accepted forms (~300 characters) is for a file of no accepted form."""
+    change, match = BAD_TEST_CSVS[case]
+    path = write_lines(tmp_path / "test.csv", "id,feature", change(id_feature_lines(
+        random_images(6))))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["predict", "student-27k-kd", str(path), "-o", str(tmp_path / "out.csv")])
+    line = str(exit_.value.code)
+    assert len(line.splitlines()) == 1 and len(line) < 200, line
+    assert f"{path} line " in line and re.search(match, line), line
 
 
 @pytest.mark.parametrize(("header", "row", "match"), [
@@ -252,6 +266,16 @@ def test_submission_of_the_wrong_length(small_fer, tmp_path):
         score_submission(read_submission(path), small_fer)
 
 
+def test_score_of_a_short_submission_names_it(small_fer, sample_zip, tmp_path):
+    n = len(small_fer.test_images())
+    path = write_submission(tmp_path / "short.csv", np.zeros(n - 1, np.int64))  # no last id
+    with pytest.raises(SubmissionError, match=rf"^{re.escape(str(path))}: {n - 1} predictions"):
+        score_submission(read_submission(path), small_fer, path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["score", str(path), "--data", str(sample_zip)])
+    assert str(path) in str(exit_.value.code) and f"has {n} images" in str(exit_.value.code)
+
+
 # ----------------------------------------------------------------------------- the folder
 
 
@@ -340,6 +364,32 @@ def test_package_over_budget_leaves_nothing(tmp_path):
     with pytest.raises(SystemExit, match=r"over the budget of 100,000 B.*nothing written"):
         cli.main(["package", "-o", str(out), "--budget", "100000"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_package_outside_a_project_says_where_it_looked(tmp_path, monkeypatch):
+    """No results/ found: one line naming where fer looked and how to point it at one,
+    not "no stored run fits" (there were none to look at), and nothing written."""
+    from fer_lib import paths
+
+    for variable in ("FER_RESULTS_DIR", "FER_PROJECT_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path.resolve()  # what fer names (on macOS /tmp is a link)
+    if paths.project_root() != root:
+        pytest.skip(f"{paths.project_root()}, above {root}, holds a results/ folder")
+    looked_in = {"cwd": root, "FER_RESULTS_DIR": root / "elsewhere"}
+    for how, where in looked_in.items():
+        if how != "cwd":
+            monkeypatch.setenv(how, str(where))
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["package", "-o", "hw8"])
+        line = str(exit_.value.code)
+        assert len(line.splitlines()) == 1 and "no results folder" in line, line
+        assert str(where) in line and "FER_RESULTS_DIR" in line, line
+    (root / "elsewhere").mkdir()  # a results folder, but no run in it
+    with pytest.raises(SystemExit, match=rf"{re.escape(str(root))}.*no stored mobilenet"):
+        cli.main(["package", "-o", "hw8"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
 
 
 def test_folder_size_needs_no_data(packaged, monkeypatch):
