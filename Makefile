@@ -48,7 +48,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 # Strict build: any warning fails it. Chapters execute from their .md sources (cached
-# by jupyter-cache, so only changed chapters re-run); output in book/_build/html. The
+# by jupyter-cache, so only changed chapters re-run); output in book/_build/html, the
+# cache in book/_build/.jupyter_cache. No --path-output: jupyter-book's default is the
+# folder of the _config.yml it finds, book/ (book/_config.yml links to ../_config.yml),
+# so a plain `jupyter-book build book/` builds the same site from the same cache. The
 # cache is keyed on the notebooks' code only: book/_ext/book_inputs.py re-executes and
 # re-reads every chapter when results/ or the data set's presence changed.
 # The "Try it" page runs the model in onnxruntime-web, pinned in package-lock.json: with
@@ -62,22 +65,25 @@ book: venv
 	  echo "npm ci --ignore-scripts --no-audit --no-fund"; \
 	  npm ci --ignore-scripts --no-audit --no-fund; \
 	fi
-	$(VENV)/bin/jupyter-book build book/ -W -n --keep-going --path-output book
+	$(VENV)/bin/jupyter-book build book/ -W -n --keep-going
 
 # PDF via XeLaTeX (the report questions are in Traditional Chinese): book/_build/latex/
 # fer-compression.pdf. Needs, on Debian or Ubuntu: apt-get install latexmk
 # texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended tex-gyre
 # texlive-xetex texlive-lang-chinese fonts-freefont-otf fonts-noto-cjk (.ci/run does).
 # A LaTeX error stops XeLaTeX (-halt-on-error), so latexmk and the build fail; then
-# scripts/check_pdf.py fails on an error in the log or a blank page (poppler-utils).
+# scripts/check_pdf.py fails on an error in the log, a blank page, or a page over 80 %
+# empty that does not end a chapter (poppler-utils).
 pdf: venv
 	LATEXOPTS="-interaction=nonstopmode -halt-on-error" \
-	  $(VENV)/bin/jupyter-book build book/ --builder pdflatex --path-output book
+	  $(VENV)/bin/jupyter-book build book/ --builder pdflatex
 	$(PY) scripts/check_pdf.py book/_build/latex/fer-compression.pdf \
 	  --log book/_build/latex/fer-compression.log
 
+# Every build output: book/_build (HTML, PDF, execution cache, screenshots), and _build
+# at the root, where builds went before book/_config.yml existed.
 clean:
-	rm -rf book/_build .pytest_cache .ruff_cache
+	rm -rf book/_build _build .pytest_cache .ruff_cache
 
 # The built HTML in headless Chromium (Debian: apt-get install chromium chromium-driver):
 # every page opened from a local server must reach no other host, log no console error,
