@@ -3,14 +3,18 @@
 Every chapter draws through these helpers so figures share one look: `new_axes()`
 gives a labelled figure, `FAMILY_COLORS` / `FAMILY_LABELS` fix one colour and one
 name per model family, and `budget_lines()` marks the homework's byte budgets.
-Nothing here saves files: the book's notebooks display the figures inline.
-
-Every series is told apart by marker and line style as well as colour
-(`FAMILY_MARKERS`, `FAMILY_LINES`), so the figures read in greyscale too. The homework
-reports' numbers live in `fer_lib.report.REPORTS`.
+Nothing here saves files: the book's notebooks display the figures inline. Every series
+is told apart by marker and line style as well as colour (`FAMILY_MARKERS`,
+`FAMILY_LINES`), so the figures read in greyscale too. The homework reports' numbers
+live in `fer_lib.report.REPORTS`. Printed, no text is under `MIN_PRINTED_PT`
+(`min_printed_fontsize`): figures are at most `FULL_WIDTH_IN` wide, as the PDF shrinks
+wider ones. In a Jupyter kernel, importing this module gives every figure shown a vector
+PDF for the PDF book (`_inline_vector_figures`).
 """
 
 from __future__ import annotations
+
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,26 +23,13 @@ import pandas as pd
 from .quantize import SIMPLE_BUDGET, STRONG_BUDGET, TINY_BUDGET
 
 # One colour per family, colour-blind safe (Okabe-Ito), the same in every chapter.
-FAMILY_COLORS = {
-    "mobilenet_v1": "#0072B2",
-    "cnn": "#D55E00",
-    "mobilenet_v2": "#009E73",
-    "hw3_cnn": "#CC79A7",
-    "vgg": "#E69F00",
-    "ensemble": "#56B4E9",
-    "resnet": "#F0E442",
-    "published": "#555555",
-}
-FAMILY_LABELS = {
-    "mobilenet_v1": "MobileNetV1 (depthwise separable)",
-    "cnn": "plain CNN",
-    "mobilenet_v2": "MobileNetV2 student",
-    "hw3_cnn": "HW3 CNN",
-    "vgg": "VGG teacher",
-    "ensemble": "teacher ensemble",
-    "resnet": "ResNet",
-    "published": "published",
-}
+FAMILY_COLORS = {"mobilenet_v1": "#0072B2", "cnn": "#D55E00", "mobilenet_v2": "#009E73",
+                 "hw3_cnn": "#CC79A7", "vgg": "#E69F00", "ensemble": "#56B4E9",
+                 "resnet": "#F0E442", "published": "#555555"}
+FAMILY_LABELS = {"mobilenet_v1": "MobileNetV1 (depthwise separable)", "cnn": "plain CNN",
+                 "mobilenet_v2": "MobileNetV2 student", "hw3_cnn": "HW3 CNN",
+                 "vgg": "VGG teacher", "ensemble": "teacher ensemble", "resnet": "ResNet",
+                 "published": "published"}
 PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "D", "int4": "v"}
 # Series without a family (temperatures, runs): told apart by hatch or line style too.
 HATCHES = ("", "//", "..", "xx", "\\\\", "--")
@@ -54,37 +45,72 @@ FAMILY_LINES = {"mobilenet_v1": "-", "cnn": "--", "mobilenet_v2": ":", "hw3_cnn"
 BYTE_BUDGETS = {"32 KiB": TINY_BUDGET, "strong baseline": STRONG_BUDGET,
                 "simple baseline": SIMPLE_BUDGET}
 
+# The PDF's text width: Sphinx's LaTeX "manual" class on US letter paper (no papersize
+# set) less sphinx.sty's 1 in margins; wider images shrink to it. The inline backend adds
+# savefig.pad_inches (0.1 in) each side, so a FULL_WIDTH_IN figure prints at full size.
+TEXT_WIDTH_IN = 6.5
+FULL_WIDTH_IN = 6.3
+MIN_PRINTED_PT = 7.0
+
+
+def min_printed_fontsize(fig, text_width_in: float = TEXT_WIDTH_IN) -> float:
+    """The smallest text of `fig` in points as printed: every visible, non-empty Text
+    (titles, axis and tick labels, legend texts, annotations) times min(1, text width /
+    image width). The image is the figure saved tight, so text poking out widens it."""
+    fig.canvas.draw()
+    tight = fig.get_tightbbox(fig.canvas.get_renderer()).width
+    width = max(fig.get_figwidth(), tight + 2 * plt.rcParams["savefig.pad_inches"])
+    sizes = [t.get_fontsize() for t in fig.findobj(plt.Text)
+             if t.get_visible() and t.get_text().strip()]
+    return min(1.0, text_width_in / width) * min(sizes, default=np.inf)
+
+
+def _inline_vector_figures() -> None:
+    """In a Jupyter kernel, figures shown inline (end of a cell, plt.show(), myst_nb.glue)
+    carry application/pdf besides image/png: myst-nb's LaTeX builder prefers the PDF, the
+    HTML the PNG. No creation date, so re-executed notebooks reproduce their outputs byte
+    for byte (nbval compares application/pdf, not image/png)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is None:
+        return
+    from matplotlib_inline.config import InlineBackend  # IPython depends on it
+
+    config = InlineBackend.instance(parent=shell)  # applied when the backend starts, or now
+    config.print_figure_kwargs = {**config.print_figure_kwargs,
+                                  "metadata": {"CreationDate": None}}
+    config.figure_formats = {*config.figure_formats, "pdf"}
+
+
+_inline_vector_figures()
+
+
 def new_axes(xlabel: str, ylabel: str, *, title: str | None = None, logx: bool = False,
-             figsize: tuple[float, float] = (6.4, 4.0)):
+             figsize: tuple[float, float] = (FULL_WIDTH_IN, 4.0)):
     """A fresh (fig, ax) with labelled axes, a light grid and optional log x-axis."""
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    if logx:
-        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title or "", xscale="log" if logx else "linear")
     ax.grid(True, which="major", alpha=0.3)
     return fig, ax
 
 
 def budget_lines(ax, budgets: dict[str, int] = BYTE_BUDGETS) -> None:
-    """Dashed vertical lines at the byte budgets, labelled at the top of the axes."""
-    for name, nbytes in budgets.items():
+    """Dashed vertical lines at the byte budgets, labelled above the axes, away from the
+    data (no point hides a label), one row per budget so neighbours never collide."""
+    for row, (name, nbytes) in enumerate(sorted(budgets.items(), key=lambda kv: kv[1])):
         ax.axvline(nbytes, color="0.4", ls="--", lw=0.8)
-        # Rotated along the line: neighbouring budgets' labels never overlap.
-        ax.text(nbytes, 0.99, f"{name}: {nbytes:,} B ", transform=ax.get_xaxis_transform(),
-                fontsize=7, va="top", ha="right", rotation=90, color="0.3")
+        ax.annotate(f"{name}: {nbytes:,} B", (nbytes, 1), xycoords=ax.get_xaxis_transform(),
+                    xytext=(0, 2 + 9 * row), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=7, color="0.3", annotation_clip=False,
+                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.6, ls=":",
+                                    shrinkA=0, shrinkB=0))
 
 
 def errorbar_family(ax, runs: pd.DataFrame, family: str, value: str = "private_acc",
                     label: str | None = None, full_seeds: int = 3, **kwargs) -> pd.DataFrame:
     """Mean +/- one standard deviation over seeds of `value` (a fraction, drawn in %)
-    against mean parameters, for one family of `fer_lib.report.sweep_runs()`.
-
-    Points with fewer than `full_seeds` seeds get a hollow marker and an "n=k" note, so a
-    reader sees which means rest on fewer runs. Returns `fer_lib.report.seed_table`'s rows.
-    """
+    against mean parameters, for one family of `fer_lib.report.sweep_runs()`. Points with
+    fewer than `full_seeds` seeds get a hollow marker and an "n=k" note, so a reader sees
+    which means rest on fewer runs. Returns `fer_lib.report.seed_table`'s rows."""
     from .report import seed_table
 
     stats = seed_table(runs[runs["family"] == family], value)
@@ -99,8 +125,10 @@ def errorbar_family(ax, runs: pd.DataFrame, family: str, value: str = "private_a
                marker=marker, zorder=3, linewidths=1.5)
     below = family != "cnn"  # one family's notes below its points, the other's above
     for _, row in few.iterrows():
+        left = row["params"] == stats["params"].max()  # the last note stays in the axes
         ax.annotate(f"n={row['seeds']}", (row["params"], 100 * row["mean"]), fontsize=7,
-                    textcoords="offset points", xytext=(6, -12 if below else 6), color=color)
+                    textcoords="offset points", xytext=(-6 if left else 6, -12 if below else 6),
+                    ha="right" if left else "left", color=color)
     return stats
 
 
@@ -133,61 +161,59 @@ def plot_frontier(table: pd.DataFrame, highlight: dict | None = None,
                   reports: dict | None = None):
     """Private accuracy (%) against model-file bytes for every run at every precision.
 
-    table: `fer_lib.report.precision_table()`. Each run's precisions are joined by a thin
-    line (left to right: int4, int8, fp16, fp32). highlight: ``{label: Submission}``,
-    ringed and labelled (the only labels, so none collide). reports:
-    `fer_lib.report.REPORTS`, drawn as stars where their bytes are known, else as a
-    dotted horizontal line. Budget lines at `BYTE_BUDGETS`.
-    """
+    table: `fer_lib.report.precision_table()`, each run's precisions joined by a thin line;
+    the black step line is the frontier, the best accuracy at or below each byte count.
+    highlight: ``{label: Submission}``, ringed and labelled. reports: `report.REPORTS`,
+    stars where their bytes are known, else dotted lines. Budget lines at `BYTE_BUDGETS`."""
     fig, ax = new_axes("model file size (bytes, log scale)", "private accuracy (%)",
-                       logx=True, figsize=(8.0, 5.0))
+                       logx=True, figsize=(FULL_WIDTH_IN, 5.4))
     table = table.assign(category=table.apply(run_category, axis=1))
     for category, style in CATEGORY_STYLES.items():
         rows = table[table["category"] == category]
-        for _, run in rows.groupby("run"):
-            run = run.sort_values("bytes")
+        for _, run in rows.sort_values("bytes").groupby("run"):
             ax.plot(run["bytes"], 100 * run["private_acc"], color=style["color"], lw=0.6,
                     alpha=0.5)
-        ax.scatter(rows["bytes"], 100 * rows["private_acc"], s=22, zorder=3, label=category,
+        ax.scatter(rows["bytes"], 100 * rows["private_acc"], s=18, zorder=3, label=category,
                    **style)
+    best = table.sort_values("bytes")
+    ax.step(best["bytes"], 100 * best["private_acc"].cummax(), where="post", color="black",
+            lw=1.2, zorder=2.5, label="frontier: best at or below the bytes")
     for i, (label, sub) in enumerate((highlight or {}).items()):
-        ax.scatter([sub.bytes], [100 * sub.private_acc], s=160, facecolors="none",
-                   edgecolors="black", linewidths=1.4, zorder=4)
-        # Labels stacked in the empty band below the cloud, arrows to their points.
+        ax.scatter([sub.bytes], [100 * sub.private_acc], s=140, facecolors="none",
+                   edgecolors="black", linewidths=1.4, zorder=5)
+        # Labels stacked in the empty band below the cloud, lines to their points.
         ax.annotate(label, (sub.bytes, 100 * sub.private_acc), textcoords="axes fraction",
                     xytext=(0.30 + 0.12 * i, 0.42 - 0.07 * i), ha="left", fontsize=8,
                     bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8),
-                    arrowprops=dict(arrowstyle="-", lw=0.6), zorder=5)
+                    arrowprops=dict(arrowstyle="-", lw=0.6), zorder=6)
     for report in (reports or {}).values():
         if report.get("bytes"):
             ax.scatter([report["bytes"]], [100 * report["private_acc"]], marker="*", s=150,
-                       color="#555555", zorder=4, label=report["label"])
+                       color="#555555", zorder=5, label=report["label"])
         else:
             ax.axhline(100 * report["private_acc"], color="#555555", ls=":", lw=1,
                        label=f"{report['label']} (bytes not stated)")
     budget_lines(ax)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.legend(fontsize=7, loc="lower right", ncols=2)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3,
+               fontsize=7)
     return fig
 
 
 # --- Compression chapters: distillation, quantisation, pruning ----------------------------
 def plot_soft_targets(logits: np.ndarray, class_names, temperatures=(1, 2, 4, 8),
                       titles=None):
-    """Softmax(logits / T) of a few images, one panel per image, one bar group per class.
-
+    """Softmax(logits / T) of a few images, one panel per image, one bar group per class:
     `logits` is float (n, 7): a teacher's logits of n images. Shows how a higher
-    temperature spreads the probability over the classes the teacher finds similar.
-    """
+    temperature spreads the probability over the classes the teacher finds similar."""
     logits = np.atleast_2d(np.asarray(logits, dtype=np.float64))
-    fig, axes = plt.subplots(1, len(logits), figsize=(3.2 * len(logits), 3.2), sharey=True,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(logits), figsize=(min(FULL_WIDTH_IN, 2.5 * len(logits)), 3.2),
+                             sharey=True, squeeze=False, layout="constrained")
     width = 0.8 / len(temperatures)
     x = np.arange(logits.shape[1])
     for i, (ax, row) in enumerate(zip(axes[0], logits, strict=True)):
         for j, t in enumerate(temperatures):
-            z = row / t
-            p = np.exp(z - z.max())
+            p = np.exp((row - row.max()) / t)
             ax.bar(x + (j - (len(temperatures) - 1) / 2) * width, p / p.sum(), width,
                    label=f"T = {t:g}", hatch=HATCHES[j % len(HATCHES)], edgecolor="black",
                    lw=0.4)
@@ -197,18 +223,18 @@ def plot_soft_targets(logits: np.ndarray, class_names, temperatures=(1, 2, 4, 8)
             ax.set_title(titles[i], fontsize="medium")
     axes[0, 0].set_ylabel("teacher probability")
     axes[0, 0].set_ylim(0, 1)
-    axes[0, -1].legend(fontsize="small")
+    # Above the panels: inside one, the legend would cover a tall bar.
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside upper center",
+               ncols=len(temperatures), fontsize="small")
     return fig
 
 
 def plot_learning_curves(histories: dict[str, list[dict]]):
-    """Validation accuracy and training loss per epoch of several runs.
-
-    `histories` maps a run's label to its ``Result.history`` (rows with ``epoch``,
-    ``loss``, ``val_acc``). Losses of different objectives (KD vs cross-entropy) are
-    not on one scale: compare their shapes, not their heights.
-    """
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    """Validation accuracy and training loss per epoch of several runs: `histories` maps
+    a run's label to its ``Result.history`` (rows with ``epoch``, ``loss``, ``val_acc``).
+    Losses of different objectives (KD, cross-entropy) are not on one scale."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 3.0),
+                                          layout="constrained")
     for i, (label, rows) in enumerate(histories.items()):
         epoch = [r["epoch"] for r in rows]
         style = dict(label=label, ls=LINESTYLES[i % len(LINESTYLES)])
@@ -216,17 +242,15 @@ def plot_learning_curves(histories: dict[str, list[dict]]):
         ax_loss.plot(epoch, [r["loss"] for r in rows], **style)
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)")
     ax_loss.set(xlabel="epoch", ylabel="training loss (nats)")
-    ax_acc.legend()
+    fig.legend(*ax_acc.get_legend_handles_labels(), loc="outside upper center",
+               ncols=len(histories), fontsize="small")
     return fig
 
 
 def plot_quantization_grid(weights: np.ndarray, scale: float, qmax: int, bins: int = 60):
-    """Histogram of one output channel's weights with its symmetric integer grid.
-
-    `weights` is float (k,); the grid points are ``q * scale`` for integer
-    ``|q| <= qmax``, drawn as vertical lines.
-    """
-    fig, ax = plt.subplots(figsize=(6.5, 3.2), layout="constrained")
+    """Histogram of one output channel's weights, float (k,), with its symmetric integer
+    grid: vertical lines at ``q * scale`` for integer ``|q| <= qmax``."""
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH_IN, 3.2), layout="constrained")
     ax.hist(np.asarray(weights).ravel(), bins=bins, color="0.6")
     for q in range(-qmax, qmax + 1):
         ax.axvline(q * scale, color="C3", lw=0.6, alpha=0.7)
@@ -236,13 +260,11 @@ def plot_quantization_grid(weights: np.ndarray, scale: float, qmax: int, bins: i
 
 
 def plot_accuracy_vs_bytes(table: pd.DataFrame, budgets: dict[str, int] | None = None):
-    """Accuracy against bytes on disk, one line per model across its precisions.
-
-    `table` has columns ``model``, ``precision``, ``bytes`` and ``accuracy`` (a
-    fraction); `budgets` maps a label to a byte limit, drawn by `budget_lines`.
-    """
+    """Accuracy against bytes on disk, one line per model across its precisions: `table`
+    has columns ``model``, ``precision``, ``bytes`` and ``accuracy`` (a fraction);
+    `budgets` maps a label to a byte limit, drawn by `budget_lines`."""
     fig, ax = new_axes("model file size (bytes, log scale)", "private-test accuracy (%)",
-                       logx=True, figsize=(7.0, 4.2))
+                       logx=True, figsize=(FULL_WIDTH_IN, 4.2))
     for i, (model, rows) in enumerate(table.groupby("model", sort=False)):
         rows = rows.sort_values("bytes")
         ax.plot(rows["bytes"], 100 * rows["accuracy"], color=f"C{i}", label=model,
@@ -256,17 +278,16 @@ def plot_accuracy_vs_bytes(table: pd.DataFrame, budgets: dict[str, int] | None =
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
     budget_lines(ax, budgets if budgets is not None else BYTE_BUDGETS)
-    ax.legend(fontsize="small", loc="lower right", ncols=2)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=4,
+               fontsize="small")
     return fig
 
 
 def plot_gamma_distribution(models: dict[str, dict[int, np.ndarray]]):
-    """Box plots of |gamma| of each expanded block's gate BatchNorm, one colour a model.
-
+    """Box plots of |gamma| of each expanded block's gate BatchNorm, one colour a model:
     `models` maps a label to `prune.gamma_summary(model)` (block index -> (hidden,)
-    float32); models of one architecture share the block axis, side by side.
-    """
-    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
+    float32); models of one architecture share the block axis, side by side."""
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH_IN, 3.6), layout="constrained")
     width = 0.8 / len(models)
     for j, (label, gammas) in enumerate(models.items()):
         keys = list(gammas)
@@ -280,8 +301,9 @@ def plot_gamma_distribution(models: dict[str, dict[int, np.ndarray]]):
     ax.set_xticks(range(1, len(keys) + 1), [f"{k}\n({len(gammas[k])})" for k in keys])
     ax.set(xlabel="block index in the model (hidden channels)",
            ylabel="|gamma| (dimensionless)")
-    if len(models) > 1:
-        ax.legend(loc="upper left", fontsize=8)
+    if len(models) > 1:  # above the axes: inside, it would cover a box
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(models),
+                  fontsize=8, frameon=False)
     return fig
 
 
@@ -290,42 +312,59 @@ def plot_slimming(curves: dict[str, pd.DataFrame], reference: float | None = Non
     """Validation accuracy against parameters (left) and int8 bytes (right), per recipe.
 
     Each DataFrame of `curves` has columns ``fraction`` (share of hidden channels cut,
-    0..1), ``params``, ``int8 bytes`` and ``val_acc`` (a fraction), one row per cut; the
-    points are labelled with the cut in percent. `reference` (a fraction) draws the
+    0..1), ``params``, ``int8 bytes`` and ``val_acc`` (a fraction), one row per cut,
+    labelled with the cut in percent (`_label_cuts`). `reference` (a fraction) draws the
     uncut model's accuracy and the band one point below it. Points below `floor` (a
-    fraction; default 10 points under `reference`) would squeeze the informative range
-    into a sliver, so they sit on the axis's lower edge as downward triangles labelled
-    with their real accuracy.
-    """
+    fraction; default 10 points under `reference`) sit in a lower row below a break in
+    the accuracy axis, at their real accuracy, not squeezing the informative range."""
     if floor is None and reference is not None:
         floor = reference - 0.10
     bottom = 100 * floor if floor is not None else -np.inf  # in percent, like the y axis
-    fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.6), layout="constrained", sharey=True)
-    for ax, column, scale, label in ((axes[0], "params", 1e3, "parameters (thousands)"),
-                                     (axes[1], "int8 bytes", 1e3, "int8 file (kB)")):
+    acc = pd.concat([100 * t["val_acc"] for t in curves.values()])
+    rows = 1 + bool((acc < bottom).any())
+    fig, axes = plt.subplots(rows, 2, figsize=(FULL_WIDTH_IN, 2.5 + rows), sharex="col",
+                             sharey="row", squeeze=False, layout="constrained",
+                             height_ratios=[2.2, 1][:rows])
+    for col, (column, label) in enumerate((("params", "parameters (thousands)"),
+                                           ("int8 bytes", "int8 file (kB)"))):
         for j, (name, table) in enumerate(curves.items()):
-            x, acc = table[column] / scale, 100 * table["val_acc"]
-            low = acc < bottom
-            y = acc.where(~low, bottom)
-            ax.plot(x, y, marker="os^"[j % 3], ls=("-", "--", ":")[j % 3], color=f"C{j}",
-                    label=name)
-            ax.scatter(x[low], y[low], marker="v", s=80, color=f"C{j}", zorder=3)
-            for xi, yi, f, a, is_low in zip(x, y, table["fraction"], acc, low, strict=True):
-                text = f"{100 * f:.0f}%" + (f" ({a:.0f}%)" if is_low else "")
-                # Collapsed cuts crowd the floor: their longer labels stand upright.
-                ax.annotate(text, (xi, yi), textcoords="offset points",
-                            xytext=(-2, 7) if is_low else (3, 4), fontsize=7, color=f"C{j}",
-                            rotation=90 if is_low else 0)
+            for ax in axes[:, col]:
+                ax.plot(table[column] / 1e3, 100 * table["val_acc"], marker="os^"[j % 3],
+                        ls=("-", "--", ":")[j % 3], color=f"C{j}", label=name)
+        _label_cuts(axes[:, col], pd.concat([t.assign(x=t[column] / 1e3, y=100 * t["val_acc"])
+                                             for t in curves.values()]), bottom)
         if reference is not None:
-            ax.axhline(100 * reference, color="black", lw=0.8, ls="--")
-            ax.axhspan(100 * reference - 1, 100 * reference, color="grey", alpha=0.2, lw=0)
-        ax.set(xlabel=label)
-    if floor is not None:
-        axes[0].set_ylim(bottom=bottom - 1)
-    axes[0].set(ylabel="validation accuracy (%)")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
-               ncols=len(curves), fontsize=8)
+            axes[0, col].axhline(100 * reference, color="black", lw=0.8, ls="--")
+            axes[0, col].axhspan(100 * reference - 1, 100 * reference, color="0.5", alpha=0.2)
+        axes[-1, col].set_xlabel(label)
+    band = [] if reference is None else [100 * reference - 1, 100 * reference]
+    for row, part in enumerate(([*acc[acc >= bottom], *band], acc[acc < bottom])[:rows]):
+        low, high = min(part), max(part)
+        pad = max(high - low, 2.0)
+        axes[row, 0].set_ylim(low - 0.15 * pad, high + 0.3 * pad)  # room for the labels
+    for upper, lower in axes.T if rows == 2 else ():  # the break: slanted marks, no spine
+        upper.spines.bottom.set_visible(False), lower.spines.top.set_visible(False)
+        upper.tick_params(bottom=False)
+        for ax, y in ((upper, 0), (lower, 1)):
+            ax.plot([0, 1], [y, y], transform=ax.transAxes, marker=[(-1, -0.5), (1, 0.5)],
+                    markersize=8, ls="none", color="black", clip_on=False)
+    fig.supylabel("validation accuracy (%)", fontsize="medium")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=2, fontsize=8)
     return fig
+
+
+def _label_cuts(axes, points: pd.DataFrame, bottom: float) -> None:
+    """Label points (x, y, fraction) with the cut in percent; points of one cut in one row
+    (split at `bottom`) within 2 % of the x range share one label, above the highest."""
+    points = points.assign(row=(points["y"] < bottom).astype(int))
+    points = points.sort_values(["row", "fraction", "x"])
+    gap = points.groupby(["row", "fraction"])["x"].diff()
+    points["place"] = (gap > 0.02 * np.ptp(points["x"])).cumsum()
+    for (row, fraction, _), group in points.groupby(["row", "fraction", "place"]):
+        top = group.iloc[group["y"].to_numpy().argmax()]
+        axes[row].annotate(f"{100 * fraction:.0f}%", (top["x"], top["y"]), fontsize=7,
+                           textcoords="offset points", xytext=(0, 5), ha="center")
 
 
 # --- Architecture diagrams (Q1) ------------------------------------------------------------
@@ -346,9 +385,8 @@ def draw_network(table: pd.DataFrame, title: str | None = None):
     Each layer is a box whose height follows its output resolution (48 px tall at the
     input size) and whose width grows with the square root of its channels; colour and
     hatching tell the layer kinds apart (readable in greyscale). Below each box: its
-    output shape; above: kind, stride and expansion.
-    """
-    fig, ax = plt.subplots(figsize=(min(1.0 + 0.42 * len(table), 8.5), 3.4),
+    output shape; above: kind, stride (s2) and expansion to one decimal (e3.7)."""
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.42 * len(table), FULL_WIDTH_IN), 3.4),
                            layout="constrained")
     x = 0.0
     for _, row in table.iterrows():
@@ -362,14 +400,13 @@ def draw_network(table: pd.DataFrame, title: str | None = None):
                  "dense (linear)": "dense", "BN + ReLU": "BN"}.get(kind, row["kernel"] or "conv")
         if row["layer"].endswith("skip"):
             short += "+"
-        extra = "".join(f"\n{k[0]}{row[k]}" for k in ("stride", "expansion")
+        extra = "".join(f"\n{k[0]}{round(float(row[k]), 1):g}" for k in ("stride", "expansion")
                         if str(row[k]) not in ("", "1"))
         ax.text(x + width / 2, 1.75, short + extra, ha="center", va="bottom", fontsize=7)
         ax.text(x + width / 2, -1.75, row["output"], ha="center", va="top", fontsize=7,
                 rotation=90)
         x += width + 0.18
-    ax.set_xlim(-0.2, x)
-    ax.set_ylim(-4.2, 2.9)
+    ax.set(xlim=(-0.2, x), ylim=(-4.2, 2.9))
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
@@ -396,15 +433,14 @@ def draw_inverted_residual(cin: str = "C", expansion: str = "t", cout: str = "C'
         ax.add_patch(plt.Rectangle((0, y - 0.3), 3.2, 0.6, facecolor="white" if dashed
                                    else "#E8F4EC", edgecolor="black", lw=0.8,
                                    ls="--" if dashed else "-"))
-        ax.text(1.6, y + 0.07, name, ha="center", va="center", fontsize=8, weight="bold")
-        ax.text(1.6, y - 0.17, note, ha="center", va="center", fontsize=7)
+        ax.text(1.6, y + 0.08, name, ha="center", va="center", fontsize=9, weight="bold")
+        ax.text(1.6, y - 0.17, note, ha="center", va="center", fontsize=8)
     for upper, lower in zip(ys[:-1], ys[1:], strict=True):
         ax.annotate("", (1.6, lower + 0.3), (1.6, upper - 0.3),
                     arrowprops=dict(arrowstyle="->", lw=0.8))
     ax.annotate("", (3.2, ys[4]), (3.2, ys[0]), arrowprops=dict(
         arrowstyle="->", lw=0.8, ls="--", connectionstyle="arc3,rad=-0.5"))
-    ax.text(4.05, (ys[0] + ys[4]) / 2, "skip", fontsize=8, rotation=90, va="center")
-    ax.set_xlim(-0.2, 4.4)
-    ax.set_ylim(-0.5, 5.5)
+    ax.text(4.05, (ys[0] + ys[4]) / 2, "skip", fontsize=9, rotation=90, va="center")
+    ax.set(xlim=(-0.2, 4.4), ylim=(-0.5, 5.5))
     ax.axis("off")
     return fig

@@ -96,7 +96,8 @@ def test_no_faces_committed():
                 tagged.append(ipynb.name)
                 assert "nbval-skip" in tags, f"{ipynb.name}: faces cell must be nbval-skip"
                 mimes = {m for o in cell.get("outputs", []) for m in o.get("data", {})}
-                assert not mimes & {"image/png", "image/jpeg", "image/svg+xml"}, (
+                assert not mimes & {"image/png", "image/jpeg", "image/svg+xml",
+                                     "application/pdf"}, (
                     f"{ipynb.name}: the sample-faces cell has image outputs; strip them")
     assert "data.ipynb" in tagged, "data.ipynb lost its sample-faces tag"
 

@@ -19,8 +19,9 @@ def curve(shift: float) -> pd.DataFrame:
 
 
 def test_plot_slimming_draws_each_recipe_on_both_axes_and_the_reference():
-    curves = {"cut only": curve(0.5), "slimmed": curve(0.05), "penalty": curve(0.2)}
+    curves = {"cut only": curve(0.15), "slimmed": curve(0.05), "penalty": curve(0.1)}
     fig = plots.plot_slimming(curves, reference=0.6)
+    assert len(fig.axes) == 2  # nothing fell 10 points below the reference: no break
     for ax in fig.axes:
         lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
         assert len(lines) == len(curves)
@@ -28,24 +29,32 @@ def test_plot_slimming_draws_each_recipe_on_both_axes_and_the_reference():
         # the uncut model's line (two points spanning the axis) at the reference, in percent
         flat = [line for line in ax.get_lines() if len(line.get_xdata()) == 2]
         assert [line.get_ydata()[0] for line in flat] == pytest.approx([60.0])
-        assert len(ax.texts) == sum(len(c) for c in curves.values())  # one label a point
+        # The recipes' cuts sit at the same place: one label each, above the highest point.
+        assert [(t.get_text(), t.xy[1]) for t in ax.texts] == [
+            ("0%", pytest.approx(60.0)), ("30%", pytest.approx(58.5)),
+            ("50%", pytest.approx(57.5))]
     left, right = fig.axes
     assert left.get_lines()[0].get_xdata()[0] == pytest.approx(200.0)  # thousands
     assert right.get_lines()[0].get_xdata()[0] == pytest.approx(210.0)  # kB
 
 
-def test_plot_slimming_puts_collapsed_cuts_on_the_floor_with_their_real_accuracy():
-    # 60 % uncut, 45 % and 35 % after the cuts: both are more than 10 points below.
-    fig = plots.plot_slimming({"cut only": curve(0.5)}, reference=0.6)
-    for ax in fig.axes:
-        np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [60.0, 50.0, 50.0])
-        assert ax.get_ylim()[0] == pytest.approx(49.0)
-        (triangles,) = ax.collections[-1:]
-        np.testing.assert_allclose(triangles.get_offsets()[:, 1], [50.0, 50.0])
-        assert [t.get_text() for t in ax.texts] == ["0%", "30% (45%)", "50% (35%)"]
-    # Without a reference nothing is clipped.
+def test_plot_slimming_draws_collapsed_cuts_at_their_accuracy_below_a_break():
+    # 60 % uncut; the cut-only recipe falls to 45 % and 35 %, more than 10 points below.
+    fig = plots.plot_slimming({"cut only": curve(0.5), "slimmed": curve(0.05)}, reference=0.6)
+    upper_left, upper_right, lower_left, lower_right = fig.axes
+    for upper, lower in ((upper_left, lower_left), (upper_right, lower_right)):
+        for ax in (upper, lower):  # every point at its real accuracy, in both rows
+            np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [60.0, 45.0, 35.0])
+        assert upper.get_ylim()[0] > 50.0 > lower.get_ylim()[1]  # the break at the floor
+        assert lower.get_ylim()[0] < 35.0
+        assert not upper.spines.bottom.get_visible() and not lower.spines.top.get_visible()
+        assert [t.get_text() for t in upper.texts] == ["0%", "30%", "50%"]
+        assert [t.get_text() for t in lower.texts] == ["30%", "50%"]
+    # Without a reference nothing is split off.
     fig = plots.plot_slimming({"cut only": curve(0.5)})
+    assert len(fig.axes) == 2
     np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), [60.0, 45.0, 35.0])
+    assert fig.axes[0].get_ylim()[0] < 35.0
 
 
 def test_plot_gamma_distribution_puts_models_side_by_side():
