@@ -13,6 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+# Images per forward pass when scoring: small enough that a 48 x 48 batch's activations
+# stay in a CPU's caches (256 was faster than 512 on 2 cores).
+SCORE_BATCH = 256
 # FER2013's pixel statistics (0-255 scale), the same in every split of a clean copy.
 PIXEL_MEAN = 129.5
 PIXEL_STD = 65.0
@@ -57,6 +60,8 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, tta: 
 def _logits(model, images, *, mirror: bool, batch_size, device, channels_last) -> np.ndarray:
     """(N, 7) float32 logits, or (N, 2, 7) with each mirror image's beside (`mirror`)."""
     model = model.to(device).eval()
+    if channels_last:  # the layout oneDNN's depthwise kernels want: ~5x faster on a CPU
+        model = model.to(memory_format=torch.channels_last)
     images = torch.as_tensor(images)
     out = []
     for start in range(0, len(images), batch_size):
@@ -131,7 +136,8 @@ def score(model: nn.Module, sets: dict[str, tuple[np.ndarray, np.ndarray]],
     `sets` maps a name to ``(images uint8 (N, 48, 48), labels int (N,))``, e.g.
     :func:`fer_lib.data.evaluation_sets`. "fp32" is the model as it is; the others are
     :func:`fer_lib.quantize.quantized_copy` (BatchNorm folded, weights rounded). The
-    arithmetic is float32 everywhere.
+    arithmetic is float32 everywhere, channels-last (on a CPU about five times faster
+    than NCHW for depthwise layers; the logits agree to about 1e-6).
     """
     from .quantize import quantized_copy
 
@@ -143,7 +149,8 @@ def score(model: nn.Module, sets: dict[str, tuple[np.ndarray, np.ndarray]],
         q = model if precision == "fp32" else quantized_copy(model.cpu(), precision)
         by_precision[precision] = {}
         for name, (images, y) in sets.items():
-            views = predict_views(q, images, device=device)
+            views = predict_views(q, images, device=device, batch_size=SCORE_BATCH,
+                                  channels_last=True)
             tta = (views[0] + views[1]) / 2
             by_precision[precision][name] = accuracy(tta, y)
             if precision == "fp32":

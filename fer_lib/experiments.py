@@ -102,16 +102,19 @@ def measure(model, data: FER2013, cfg: TrainConfig, work: Path, device) -> tuple
 
     Accuracies come from `evaluate.score` on `data.evaluation_sets` (the run's own
     validation rows, PublicTest, PrivateTest) at every precision of `quantize.PRECISIONS`;
-    bytes from the exported files, written to `work`.
+    bytes and sha256 from the exported files, written to `work`. A run whose weights are
+    stored is measured on those weights (`as_stored`), so every number describes the
+    files that `fer package`, the demo and `fer evaluate` later export from them.
     """
-    from .quantize import PRECISIONS, export_npz
+    from .quantize import PRECISIONS, export_npz, file_sha256
 
     sets = evaluation_sets(data, cfg.val_fraction, cfg.split_seed)
     scores = score(model, sets, PRECISIONS, device=device)
+    files = {p: work / f"model-{p}.npz" for p in PRECISIONS}
     metrics: dict = {"scoring": "fp32", "params": count_params(model),
                      "flops": count_flops(model), "acc_by_precision": scores.accuracy,
-                     "bytes": {p: export_npz(model, work / f"model-{p}.npz", p)
-                               for p in PRECISIONS}}
+                     "bytes": {p: export_npz(model, f, p) for p, f in files.items()}}
+    metrics["sha256"] = {p: file_sha256(f) for p, f in files.items()}
     metrics.update(scores.headline())
     metrics.update(class_metrics(scores.logits, scores.labels))
     return metrics, scores.logits
@@ -129,8 +132,28 @@ def class_metrics(logits: dict, labels: dict) -> dict:
 
 
 def fp16_weights(model) -> dict[str, np.ndarray]:
+    """The floating-point state of `model` in float16: what ``weights-bn.npz`` stores."""
     return {k: v.detach().cpu().numpy().astype(np.float16)
             for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+
+
+def as_stored(model):
+    """`model` with its weights rounded as ``weights-bn.npz`` stores them (float16, read
+    back as float32), in eval mode: the model `Result.model()` rebuilds, so a run is scored
+    on exactly the weights every later export starts from (in place; returns `model`)."""
+    state = model.state_dict()
+    model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)).to(state[k].device)
+                           for k, v in fp16_weights(model).items()}, strict=False)
+    return model.eval()
+
+
+def keeps_weights(exp: Experiment, model, work: Path) -> bool:
+    """Whether a trained run commits its weights: not a sweep point, and a fp16 file under
+    `KEEP_WEIGHTS_BELOW` bytes (larger models keep their logits or predictions only)."""
+    from .quantize import export_npz
+
+    small = export_npz(model, work / "model-fp16.npz", "fp16") < KEEP_WEIGHTS_BELOW
+    return small and not exp.group.startswith("sweep")
 
 
 # ----------------------------------------------------------------------------- running
@@ -187,6 +210,9 @@ def _run_training(exp, data, results_dir, work, device, quiet) -> dict:
     res = train(exp.train, data, device=device, out_dir=work, resume=True, teacher=teacher,
                 model=start, quiet=quiet)
     model = res.model
+    keep = keeps_weights(exp, model, work)
+    if keep:
+        as_stored(model)
     metrics, logits = measure(model, data, exp.train, work, device)
     metrics.update({k: res.metrics[k] for k in ("best_epoch", "epochs", "device",
                                                 "train_seconds")})
@@ -199,14 +225,14 @@ def _run_training(exp, data, results_dir, work, device, quiet) -> dict:
         files["train_logits"] = teacher_logits_with_flip(
             model, to_input(torch.as_tensor(images)), device=device)
         model.cpu()
-    if not exp.group.startswith("sweep") and metrics["bytes"]["fp16"] < KEEP_WEIGHTS_BELOW:
+    if keep:
         files["weights"] = fp16_weights(model)
     return files
 
 
 def _run_cut(exp: Experiment, data: FER2013, results_dir: Path, work: Path, device) -> dict:
     """Slim a stored model and score it as it is, at every precision: no training."""
-    model = _start_model(exp, results_dir)
+    model = as_stored(_start_model(exp, results_dir))
     metrics, logits = measure(model, data, exp.train, work, device)
     metrics.update({"epochs": 0, "device": str(device), "train_seconds": 0.0})
     return {"history": [], "metrics": metrics, "logits": logits, "weights": fp16_weights(model),
@@ -256,36 +282,35 @@ def _run_ensemble(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: P
 # ----------------------------------------------------------------------------- re-scoring
 def rescore(exp: Experiment, data: FER2013, *, results_dir: str | os.PathLike | None = None,
             device: str = "cpu") -> str:
-    """Re-measure a stored run in float32, or record how its accuracies were measured.
+    """Re-measure a stored run from what it stores; returns what was done.
 
     A run whose weights are committed is scored again by `measure` from those (fp16)
-    weights, and its bf16-autocast accuracies are stored beside (``acc_bf16_autocast``,
-    fp32 weights, flip TTA), which bounds what bf16 scoring changed. A run without
-    weights keeps its numbers and is marked "bf16 autocast" if it was scored on a GPU
-    before scoring became float32 everywhere. Returns what was done.
+    weights: every accuracy, byte count and file hash then describes the files that are
+    exported from them. A run without weights keeps its accuracies (nothing stored can
+    reproduce them); its byte counts are re-measured on its architecture, since a file's
+    size depends on the tensors' shapes only. Training facts and the earlier bf16-autocast
+    check (``acc_bf16_autocast``) are kept.
     """
     import tempfile
+
+    from .quantize import PRECISIONS, export_npz
 
     result = find_result(exp, results_dir)
     if result is None:
         raise MissingResultError(f"no stored result for {exp.name!r}")
     old = result.metrics
-    if exp.kind == "ensemble" or not result.has_weights():
-        if "scoring" not in old:
-            gpu = str(old.get("device", "")).startswith("cuda")
-            old["scoring"] = ("members' stored logits" if exp.kind == "ensemble"
-                              else "bf16 autocast" if gpu else "fp32")
-            write_metrics(result.path, old)
-        return old["scoring"]
-    model = result.model()
+    if exp.kind == "ensemble":
+        return old.setdefault("scoring", "members' stored logits")
     with tempfile.TemporaryDirectory() as work:
-        metrics, logits = measure(model, data, exp.train, Path(work), device)
-    sets = evaluation_sets(data, exp.train.val_fraction, exp.train.split_seed)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        metrics["acc_bf16_autocast"] = score(model, sets, device="cpu").accuracy["fp32"]
-    metrics.update({k: old[k] for k in ("best_epoch", "epochs", "device", "train_seconds")
-                    if k in old})
-    metrics["scoring"] = "fp32 (re-scored from the stored fp16 weights)"
+        if not result.has_weights():
+            model = result.architecture()
+            old["bytes"] = {p: export_npz(model, Path(work) / f"{p}.npz", p) for p in PRECISIONS}
+            write_metrics(result.path, old)
+            return f"{old.get('scoring', 'fp32')} (no weights stored: bytes re-measured)"
+        metrics, logits = measure(result.model(), data, exp.train, Path(work), device)
+    metrics.update({k: old[k] for k in ("best_epoch", "epochs", "device", "train_seconds",
+                                        "acc_bf16_autocast") if k in old})
+    metrics["scoring"] = "fp32, from the stored fp16 weights"
     write_metrics(result.path, metrics)
     write_outputs(result.path, logits, exp.keep_logits)
     return metrics["scoring"]

@@ -1,8 +1,10 @@
 """BatchNorm folding, fp32/fp16/int8/int4 weight export, and the homework's byte budget.
 
-An exported model is ONE ``.npz`` written with plain `np.savez`: a zip archive whose
-members are *stored*, not deflated (the homework banned generic compressors, so every
-byte saved must come from the representation itself). It holds
+An exported model is ONE ``.npz``: a zip archive of ``.npy`` members, *stored*, not
+deflated (the homework banned generic compressors, so every byte saved must come from
+the representation itself), and written deterministically (fixed member dates, fixed
+order), so the same weights always give the same bytes: the file a run's result records
+by its sha256 (`file_sha256`) is the file `fer package` ships. It holds
 
 - ``__meta__``: uint8 bytes of a compact JSON header: format, version, family, hparams
   (enough for ``models.build(family, **hparams)``), precision, ``folded: true``, the
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 import zipfile
@@ -263,9 +266,30 @@ def export_npz(model: nn.Module, path: str | os.PathLike, precision: str) -> int
             "tensors": [[list(q.shape), q.scheme] for q in state.values()]}
     header = json.dumps(meta, separators=(",", ":")).encode()
     path = Path(path)
-    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-        np.savez(f, **{META_KEY: np.frombuffer(header, dtype=np.uint8)}, **arrays)
+    write_npz(path, {META_KEY: np.frombuffer(header, dtype=np.uint8), **arrays})
     return file_bytes(path)
+
+
+# Every member's date: np.savez stamps the current time, so two exports of one model
+# would differ in bytes. 1980-01-01 is the earliest date a zip can hold.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """`np.savez` to `path`, but byte-for-byte reproducible: members stored (no deflate),
+    in the given order, each dated `_ZIP_EPOCH`; `np.load` reads it like any npz."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.external_attr = 0o600 << 16  # what np.savez gives a member
+            zf.writestr(info, buffer.getvalue())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes: how a result records the exact model files it scored."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _read_meta(path: Path, npz) -> dict:

@@ -89,7 +89,11 @@ def test_summary_agrees_with_per_run_files(mini):
 
 
 def _best_model(results, exp: ex.Experiment):
-    """The exact (fp32) model a run selected, from its checkpoint in the runs folder."""
+    """The exact model a run was measured on: its stored weights when it keeps them (the
+    fp16 copy every later number comes from), else the fp32 model from its checkpoint."""
+    result = ex.find_result(exp, results)
+    if result.has_weights():
+        return result.model()
     state = load_checkpoint(results.parent / "runs" / exp.folder / "checkpoint.pt")
     return model_from_checkpoint(state)
 
@@ -336,12 +340,16 @@ def test_rerun_replaces_a_stored_result(mini, small_fer, tmp_path):
     assert again.path == before.path  # same content key, same folder
 
 
-def test_rescore_stores_fp32_numbers_and_the_bf16_bound(mini, small_fer, tmp_path):
+def test_rescore_measures_the_stored_weights_and_their_exported_files(mini, small_fer,
+                                                                    tmp_path):
     import shutil
+
+    from fer_lib.quantize import PRECISIONS, export_npz, file_sha256
 
     catalogue, results = mini
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
+    before = ex.find_result(catalogue["stu"], copy).metrics
     assert ex.rescore(catalogue["stu"], small_fer, results_dir=copy).startswith("fp32")
     result = ex.find_result(catalogue["stu"], copy)
     model = result.model()
@@ -350,18 +358,34 @@ def test_rescore_stores_fp32_numbers_and_the_bf16_bound(mini, small_fer, tmp_pat
         acc = accuracy(predict_logits(model, images, tta=True), labels)
         assert result.metrics[f"{split}_acc"] == pytest.approx(acc)
         assert result.metrics["acc_by_precision"]["fp32"][split] == result.metrics[f"{split}_acc"]
-    assert set(result.metrics["acc_bf16_autocast"]) == set(sets)
-    assert result.metrics["best_epoch"] == ex.find_result(catalogue["stu"], results
-                                                          ).metrics["best_epoch"]
-    # A run without weights keeps its numbers and says how they were measured.
+    for precision in PRECISIONS:  # the recorded files are the ones exported from the weights
+        path = tmp_path / f"{precision}.npz"
+        assert export_npz(model, path, precision) == result.metrics["bytes"][precision]
+        assert file_sha256(path) == result.metrics["sha256"][precision]
+    assert result.metrics["best_epoch"] == before["best_epoch"]
+    # A run without weights keeps its accuracies; its byte counts come from its shapes.
     teacher = ex.find_result(catalogue["t-a"], copy)
     (teacher.path / "weights-bn.npz").unlink()
-    teacher.metrics["device"] = "cuda"  # a legacy GPU run: scored before fp32 scoring
-    del teacher.metrics["scoring"]
+    teacher.metrics["bytes"] = dict.fromkeys(PRECISIONS, 1)
     ex.write_metrics(teacher.path, teacher.metrics)
-    assert ex.rescore(catalogue["t-a"], small_fer, results_dir=copy) == "bf16 autocast"
-    assert ex.find_result(catalogue["t-a"], copy).metrics["val_acc"] == teacher.metrics["val_acc"]
+    assert "bytes re-measured" in ex.rescore(catalogue["t-a"], small_fer, results_dir=copy)
+    after = ex.find_result(catalogue["t-a"], copy).metrics
+    assert after["val_acc"] == teacher.metrics["val_acc"]
+    assert after["bytes"] == ex.find_result(catalogue["t-a"], results).metrics["bytes"]
     assert ex.rescore(catalogue["ens"], small_fer, results_dir=copy) == "members' stored logits"
+
+
+def test_a_trained_run_is_measured_on_the_weights_it_stores(mini, small_fer):
+    """What a run reports is what its stored weights give: scoring them again changes
+    no accuracy at any precision (the in-memory float32 model is never what is scored)."""
+    from fer_lib.evaluate import score
+    from fer_lib.quantize import PRECISIONS
+
+    catalogue, results = mini
+    result = ex.find_result(catalogue["stu"], results)
+    sets = evaluation_sets(small_fer)
+    again = score(result.model(), sets, PRECISIONS)
+    assert again.accuracy == result.metrics["acc_by_precision"]
 
 
 def test_importing_the_library_does_not_build_the_catalogue():

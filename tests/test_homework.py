@@ -40,7 +40,14 @@ from fer_lib.homework import (
     write_submission,
 )
 from fer_lib.models import build
-from fer_lib.quantize import PRECISIONS, SIMPLE_BUDGET, STRONG_BUDGET, export_npz, load_model
+from fer_lib.quantize import (
+    PRECISIONS,
+    SIMPLE_BUDGET,
+    STRONG_BUDGET,
+    export_npz,
+    file_sha256,
+    load_model,
+)
 from fer_lib.store import load_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -293,8 +300,10 @@ def test_package_is_the_submission_and_measured_like_du(packaged):
     submission = fer_lib.submission(STRONG_BUDGET)
     assert (built.run, built.precision) == (submission.run, submission.precision)
     assert {p.name for p in built.folder.iterdir()} == PACKAGE_FILES == set(built.files)
-    stored = load_result(built.run).metrics["bytes"][built.precision]
-    assert built.weights == stored == submission.bytes
+    recorded = load_result(built.run).metrics
+    assert built.weights == recorded["bytes"][built.precision] == submission.bytes
+    # ... and it is the very file the run was scored as: byte for byte, by its hash.
+    assert file_sha256(built.folder / "model.npz") == recorded["sha256"][built.precision]
     assert built.code == sum(built.files.values()) - built.weights < 25_000
     assert built.total == built.weights + built.code + built.directories
     assert built.total == apparent_size(built.folder) <= STRONG_BUDGET < SIMPLE_BUDGET
@@ -496,6 +505,28 @@ def test_real_submission_scores_the_stored_accuracies(fer_zip_path, tmp_path, ca
     assert (scores["n_public"], scores["n_private"]) == (3589, 3589)
     assert scores["public"] == pytest.approx(stored["public"], abs=1e-12)
     assert scores["private"] == pytest.approx(stored["private"], abs=1e-12)
+    capsys.readouterr()
+    cli.main(["score", str(out), "--data", str(fer_zip_path)])
+    printed = capsys.readouterr().out
+    assert f"{stored['public']:.5f}" in printed and f"{stored['private']:.5f}" in printed
+
+
+@pytest.mark.slow
+def test_the_packaged_folder_scores_what_the_book_reports(fer_zip_path, tmp_path, capsys):
+    """The check a grader makes: `fer package`, then the folder's own hw8_test.sh (numpy
+    only, no fer_lib), then `fer score` on its output prints the submission's stored
+    public and private accuracies, the numbers the book prints."""
+    data = load_fer2013(fer_zip_path)
+    test_csv = write_course_csvs(data, tmp_path, which=("test",))["test"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FER_RESULTS_DIR", str(REPO / "results"))
+        built = package(out=tmp_path / "hw8")
+    out = tmp_path / "out.csv"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH="")  # python3 of this environment, but nothing of fer_lib
+    subprocess.run(["bash", str(built.folder / "hw8_test.sh"), str(test_csv), str(out)],
+                   check=True, env=env, cwd=tmp_path)
+    stored = load_result(built.run).metrics["acc_by_precision"][built.precision]
     capsys.readouterr()
     cli.main(["score", str(out), "--data", str(fer_zip_path)])
     printed = capsys.readouterr().out

@@ -132,3 +132,43 @@ def test_paired_tests_cover_every_stored_pair():
         have.setdefault((row.run_a, row.run_b), set()).add(row.set)
     assert set(have) == want, (sorted(want - set(have)), sorted(set(have) - want))
     assert all(splits == {"public", "private"} for splits in have.values())
+
+
+# ----------------------------------------------------------------------------- shipped = scored
+WEIGHTED = [folder for folder in FOLDERS if (folder / "weights-bn.npz").exists()]
+
+
+@pytest.mark.parametrize("folder", WEIGHTED, ids=lambda p: p.name)
+def test_recorded_model_files_are_the_ones_exported_from_the_stored_weights(folder, tmp_path):
+    """A run with weights records the sha256 of each file it was scored as; exporting the
+    stored weights again (what `fer package`, the demo and `fer evaluate` do) gives those
+    bytes exactly, so the file a user gets is the file the book's numbers describe."""
+    from fer_lib.quantize import PRECISIONS, export_npz, file_sha256
+
+    result = _result(folder)
+    model = result.model()
+    for precision in PRECISIONS:
+        path = tmp_path / f"{precision}.npz"
+        assert export_npz(model, path, precision) == result.metrics["bytes"][precision]
+        assert file_sha256(path) == result.metrics["sha256"][precision], precision
+
+
+@pytest.mark.slow
+def test_every_stored_model_reproduces_its_accuracies_to_the_image(fer_zip_path):
+    """With the real data: each committed model, rebuilt from its stored weights as `fer
+    evaluate` rebuilds it, scores exactly the stored accuracy at every precision (the same
+    count of images right, not "within noise"). One data load for every run."""
+    from fer_lib.evaluate import score
+
+    data = load_fer2013(fer_zip_path)
+    wrong = []
+    for folder in WEIGHTED:
+        result = _result(folder)
+        cfg = result.experiment.train
+        stored = result.metrics["acc_by_precision"]
+        sets = evaluation_sets(data, cfg.val_fraction, cfg.split_seed)
+        again = score(result.model(), sets, tuple(stored)).accuracy
+        wrong += [f"{folder.name} {precision} {split}: {again[precision][split]:.6f}, stored "
+                  f"{acc:.6f}" for precision, accs in stored.items()
+                  for split, acc in accs.items() if again[precision][split] != acc]
+    assert not wrong, "\n".join(wrong)
