@@ -206,19 +206,8 @@ def build_catalogue() -> dict[str, Experiment]:
     exps += [_student(KD_GRID_SIZE, group="seeds-kd", suffix=kd_grid_suffix(t, a) + f"-s{seed}",
                       kd_temperature=t, kd_alpha=a, seed=seed)
              for t, a in (kd_recipe(), KD_PICK) for seed in KD_EXTRA_SEEDS]
-    # Network slimming: sparsify a wider student's BatchNorm gammas, then cut and fine-tune.
-    sparse = _student("200k", group="ablation-prune", suffix="-sparse", bn_l1=SLIM_BN_L1)
-    exps.append(sparse)
-    exps += [dataclasses.replace(sparse, name=f"student-200k-kd-slim{round(f * 100)}",
-                                 slim_from=sparse.name, slim_fraction=f,
-                                 train=dataclasses.replace(sparse.train, **SLIM_FINETUNE))
-             for f in CUT_FRACTIONS]
-    # The contrasts, cut without any fine-tuning: the stored student (no L1 penalty), and
-    # the sparsity-trained one (step 1 without step 3).
     student = next(e for e in exps if e.name == "student-200k-kd")
-    exps += [Experiment(f"{source.name}-cut{round(f * 100)}", "ablation-cut", source.train,
-                        kind="cut", slim_from=source.name, slim_fraction=f, precision="int8")
-             for source in (student, sparse) for f in CUT_FRACTIONS]
+    exps += _slimming(student)
     # Cheap recipe tries on the committed students (select on validation only): a longer,
     # gentler cosine fine-tune from the stored 200k weights, and distillation without label
     # smoothing (the KD targets are soft already: smoothing softens twice).
@@ -231,6 +220,21 @@ def build_catalogue() -> dict[str, Experiment]:
     exps += [_design(budget, design, seed) for seed in DESIGN_SEEDS
              for budget, (_, _, designs) in DESIGN_BUDGETS.items() for design in designs]
     return {e.name: e for e in exps}
+
+
+def _slimming(student: Experiment) -> list[Experiment]:
+    """Network slimming of the 200k `student`: sparsify its BatchNorm gammas, then cut and
+    fine-tune; and the contrasts, cut without any fine-tuning: the stored student (no L1
+    penalty) and the sparsity-trained one (step 1 without step 3)."""
+    sparse = _student("200k", group="ablation-prune", suffix="-sparse", bn_l1=SLIM_BN_L1)
+    slimmed = [dataclasses.replace(sparse, name=f"student-200k-kd-slim{round(f * 100)}",
+                                   slim_from=sparse.name, slim_fraction=f,
+                                   train=dataclasses.replace(sparse.train, **SLIM_FINETUNE))
+               for f in CUT_FRACTIONS]
+    cuts = [Experiment(f"{source.name}-cut{round(f * 100)}", "ablation-cut", source.train,
+                       kind="cut", slim_from=source.name, slim_fraction=f, precision="int8")
+            for source in (student, sparse) for f in CUT_FRACTIONS]
+    return [sparse, *slimmed, *cuts]
 
 
 def kd_suffix(temperature: float, alpha: float) -> str:

@@ -326,7 +326,7 @@ def plot_slimming(curves: dict[str, pd.DataFrame], reference: float | None = Non
                              sharey="row", squeeze=False, layout="constrained",
                              height_ratios=[2.2, 1][:rows])
     for col, (column, label) in enumerate((("params", "parameters (thousands)"),
-                                           ("int8 bytes", "int8 file (kB)"))):
+                                           ("int8 bytes", "int8 file (thousands of bytes)"))):
         for j, (name, table) in enumerate(curves.items()):
             for ax in axes[:, col]:
                 ax.plot(table[column] / 1e3, 100 * table["val_acc"], marker="os^"[j % 3],

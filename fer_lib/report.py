@@ -60,7 +60,8 @@ NBSP = "\u00a0"
 def fmt(value, kind: str) -> str:
     """The book's one number formatter.
 
-    kind: ``acc`` (a fraction -> "63.7 %"), ``pp`` (a difference of fractions -> "+1.2
+    kind: ``acc`` (a fraction -> "63.7 %"), ``share`` (a set fraction, as few digits as it
+    has -> "10 %", "12.5 %"), ``pp`` (a difference of fractions -> "+1.2
     points"), ``bytes`` (-> "209,715 B"), ``params`` (-> "199.7k", "1.00M", "950"),
     ``int`` (-> "28,709"), ``ms`` (-> "3.96 ms"), ``x`` (a ratio -> "12.3×"), ``p`` (a
     p-value -> "0.031", "< 0.001"), ``num`` (a hyperparameter -> "0.1", "4 × 10⁻⁵").
@@ -71,6 +72,7 @@ def fmt(value, kind: str) -> str:
         return "–"
     formats = {
         "acc": lambda v: f"{100 * v:.1f}{NBSP}%",
+        "share": lambda v: f"{100 * v:.3g}{NBSP}%",
         "pp": lambda v: f"{100 * v:+.1f}{NBSP}points",
         "bytes": lambda v: f"{int(round(v)):,}{NBSP}B",
         "int": lambda v: f"{int(round(v)):,}",
@@ -163,6 +165,75 @@ def _latex_label(label) -> str:
     if isinstance(label, tuple):
         label = " ".join(str(part) for part in label if str(part))
     return _latex_escape(str(label))
+
+
+# ----------------------------------------------------------------------------- differences
+@dataclass(frozen=True)
+class Effect:
+    """One difference the book quotes, ``a - b`` of two accuracies (fractions).
+
+    Every chapter that quotes an effect gets it from one function returning an `Effect`
+    (`kd_effect`, `gap`) and prints `text`, so two chapters cannot quote one effect
+    differently. `value` is the unrounded difference, for tests and verdicts; `text` is
+    the difference of the two terms *as printed* (each rounded to the 0.1 point `fmt`
+    shows), so a reader who subtracts the printed terms gets the printed difference
+    (51.14 % - 48.65 % reads "51.1 % - 48.6 %" and "+2.5 points", never "+2.4").
+    """
+
+    a: float
+    b: float
+
+    @property
+    def value(self) -> float:
+        return self.a - self.b
+
+    @property
+    def text(self) -> str:
+        return fmt(_as_printed(self.a) - _as_printed(self.b), "pp")
+
+    @property
+    def size(self) -> str:
+        """`text` without its sign ("1.4 points"): for prose that says the direction."""
+        return self.text.lstrip("+-−")
+
+
+def _as_printed(fraction: float) -> float:
+    """A fraction rounded as `fmt(.., "acc")` prints it (0.1 percentage point)."""
+    return round(1000 * fraction) / 1000
+
+
+def gap(a_run: str, b_run: str, split: str = "private",
+        results_dir: str | os.PathLike | None = None) -> Effect:
+    """`a_run` minus `b_run` on `split`, each at the precision it is reported at (its
+    summary.csv row): the one definition of "run A scores X points above run B"."""
+    rows = reported_table(results_dir).set_index("run")
+    missing = [r for r in (a_run, b_run) if r not in rows.index]
+    if missing:
+        raise KeyError(f"no stored result for {', '.join(missing)}")
+    return Effect(float(rows.loc[a_run, f"{split}_acc"]), float(rows.loc[b_run, f"{split}_acc"]))
+
+
+def kd_effect(size: str, split: str = "private",
+              results_dir: str | os.PathLike | None = None) -> Effect:
+    """What distillation did to the `size` student (``"100k"``): ``student-<size>-kd``
+    minus its label-only twin ``student-<size>-nokd`` on `split`, one seed each, at
+    their reported precision. Every chapter quotes the KD effect from here."""
+    return gap(f"student-{size}-kd", f"student-{size}-nokd", split, results_dir)
+
+
+def validation_size(results_dir: str | os.PathLike | None = None) -> int:
+    """How many images the protocol's validation split holds (results/data_summary.json)."""
+    from .store import load_data_summary
+
+    return int(sum(load_data_summary(results_dir)["validation"]["val"]))
+
+
+def selection_noise(accuracy: float, results_dir: str | os.PathLike | None = None) -> float:
+    """The standard error (a fraction) of an accuracy near `accuracy` measured on the
+    validation split: sqrt(p (1 - p) / n). Two models closer than about this on validation
+    are not told apart by it, so choosing between them is partly chance."""
+    n = validation_size(results_dir)
+    return math.sqrt(accuracy * (1 - accuracy) / n)
 
 
 # ----------------------------------------------------------------------------- the runs
@@ -282,6 +353,24 @@ def best_run(budget_bytes: int, table: pd.DataFrame | str | os.PathLike | None =
                       public_acc=float(best.get("public_acc", float("nan"))),
                       private_acc=float(best.get("private_acc", float("nan"))),
                       budget=int(budget_bytes))
+
+
+def close_to_submission(budget_bytes: int = STRONG_BUDGET,
+                        table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The runs `submission(budget_bytes)` could have chosen as well as its pick: every
+    run it considers (a MobileNet with committed weights, a file within the budget), each
+    at the precision validation prefers (ties: fewer bytes), whose validation accuracy is
+    within one `selection_noise` of the pick's. The pick is among them. Columns as
+    `precision_table`, best validation first."""
+    table = _as_table(table)
+    pick = submission(budget_bytes, table)
+    pool = table[table["family"].isin(MOBILENET_FAMILIES) & (table["bytes"] <= budget_bytes)]
+    if "weights" in pool.columns:
+        pool = pool[pool["weights"].astype(bool)]
+    per_run = pool.sort_values(["val_acc", "bytes"], ascending=[False, True],
+                               kind="stable").drop_duplicates("run")
+    near = per_run["val_acc"] >= pick.val_acc - selection_noise(pick.val_acc)
+    return per_run[near].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- seeds and tests
@@ -437,3 +526,92 @@ def cpu_cost(missing: pd.DataFrame) -> str:
             f"{unknown} run{'s' if unknown > 1 else ''} not yet estimated "
             "(fer reproduce --plan --probe times them)")
     return text
+
+
+# ----------------------------------------------------------------------------- prose helpers
+def printed_sign(effect: Effect) -> int:
+    """The sign (-1, 0, +1) of `effect` as printed: of the difference of its two terms
+    rounded as `fmt` shows them, so a verdict ("raised", "lowered", "did not change")
+    never contradicts the printed `effect.text` ("+0.0 points" is "did not change")."""
+    tenths = round(1000 * effect.a) - round(1000 * effect.b)
+    return (tenths > 0) - (tenths < 0)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (any order; NaN stays NaN).
+
+    Returns adjusted p-values in the input's order: reject at level a exactly where the
+    adjusted p is at most a, which controls the chance of any false rejection in the
+    family at a. The family is the non-NaN values.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    index = np.flatnonzero(~np.isnan(p))
+    order = index[np.argsort(p[index], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def join_words(items) -> str:
+    """Items as an English list: "a", "a and b", "a, b and c" ("" for none)."""
+    items = [str(item) for item in items]
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                 "nine", "ten")
+
+
+def number_word(n: int) -> str:
+    """A small count as a word ("three"), larger ones as digits ("12", "1,024")."""
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else fmt(n, "int")
+
+
+def missing_sentence(missing: pd.DataFrame, what: str) -> str:
+    """One sentence on rows of `missing_runs()`, for the case at hand: "No distillation
+    run of the catalogue is missing." or "Two distillation runs of the catalogue are
+    still missing: a and b. Estimated cost: about 2 h of CPU time." `what` qualifies
+    "run"; the cost is `cpu_cost`'s."""
+    names = list(missing["run"])
+    if not names:
+        return f"No {what} run of the catalogue is missing."
+    count = number_word(len(names))
+    verb = "is" if len(names) == 1 else "are"
+    return (f"{count.capitalize()} {what} run{'s' if len(names) > 1 else ''} of the "
+            f"catalogue {verb} still missing: {join_words(names)}. Estimated cost: "
+            f"{cpu_cost(missing)}.")
+
+
+_FAMILY_NAMES = {"vgg": "VGG", "cnn": "plain CNN", "mobilenet_v1": "MobileNetV1",
+                 "mobilenet_v2": "MobileNetV2"}
+
+
+def describe_teacher(name: str) -> str:
+    """A catalogue teacher in words: "the ensemble of three VGG teachers" for an
+    ensemble of one family, "the VGG teacher teacher-vgg-s0" for a single network."""
+    exp = catalogue.get(name)
+    if exp.kind == "ensemble":
+        families = sorted({catalogue.get(m).train.family for m in exp.members})
+        kind = " and ".join(_FAMILY_NAMES.get(f, f) for f in families)
+        return f"the ensemble of {number_word(len(exp.members))} {kind} teachers"
+    return f"the {_FAMILY_NAMES.get(exp.train.family, exp.train.family)} teacher {name}"
+
+
+# ----------------------------------------------------------------------------- the reports' HW3
+#: How many models each report's HW3 accuracy comes from (shared/reference/hw8_reports.md):
+#: report A's is the score of an ensemble of 5 CNNs, and it gives the parameters of one.
+REPORT_HW3_MEMBERS = {"report-a": 5, "report-b": 1}
+
+
+def report_hw3_params(report: str) -> dict:
+    """The parameters behind report `report`'s HW3 accuracy (``"report-a"``): ``members``
+    (the models whose ensemble scored it), ``each`` (the count the report gives: one
+    model's) and ``total`` (members × each, an estimate for an ensemble: the report
+    does not give its other members' counts)."""
+    members, each = REPORT_HW3_MEMBERS[report], REPORTS[report]["hw3_params"]
+    return {"members": members, "each": each, "total": members * each}

@@ -100,3 +100,64 @@ def test_prose_uses_glue_not_format_specs(source):
     """Numbers reach the prose formatted once, by fmt: no ``{glue:text}`x:.3f``` specs."""
     specs = re.findall(r"\{glue:text\}`[^`]*:[^`]*`", source.read_text())
     assert not specs, f"{source.name}: format in the code cell with fmt(): {specs}"
+
+
+# ----------------------------------------------------------------------------- one value per fact
+def glued_values(cell) -> list[tuple[str, str]]:
+    """``(name, text)`` of every value a cell glues (glue's text/plain record)."""
+    out = []
+    for output in cell.get("outputs", []):
+        name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+        if name:
+            out.append((name, "".join(output["data"].get(
+                "application/papermill.record/text/plain", ""))))
+    return out
+
+
+def glued(path: Path) -> dict[str, str]:
+    """Every value a notebook glues, by name."""
+    return dict(pair for cell in nbformat.read(path, as_version=4).cells
+                for pair in glued_values(cell))
+
+
+def test_every_effect_quoted_in_two_chapters_has_one_value():
+    """An effect the book quotes (glued as ``fx_<fact>``, e.g. ``fx_kd_100k``: the KD
+    effect on the 100k student) reads the same in every chapter that quotes it: each
+    comes from one function of fer_lib.report, never recomputed in a chapter."""
+    seen: dict[str, dict[str, str]] = {}
+    for notebook in NOTEBOOKS:
+        for name, value in glued(notebook).items():
+            if name.startswith("fx_"):
+                seen.setdefault(name, {})[notebook.stem] = value
+    assert any(name.startswith("fx_kd_") for name in seen), "no chapter glues a KD effect"
+    differing = {name: where for name, where in seen.items() if len(set(where.values())) > 1}
+    assert not differing, f"one fact, several values: {differing}"
+
+
+# ----------------------------------------------------------------------------- no plumbing
+# Bookkeeping that must not reach the page, and sentences that read as templates with
+# slots (the lecturer's review found each of them printed).
+PLUMBING = re.compile(r"\bglue\(|^\s*assert\s", re.MULTILINE)
+TEMPLATE_PHRASES = ("still missing: none", "missing (generated", "gave a higher private "
+                    "accuracy at:", "significant (McNemar, 5 % level) at:",
+                    "The cells still missing are in the list above", "distilled from "
+                    "teacher-ensemble", "(no CPU time;", ": none.", "Stored slimming runs:")
+HIDDEN = {"remove-cell", "remove-input", "hide-input"}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_plumbing_or_template_prose_on_the_page(notebook):
+    """Code a reader sees (cells not removed or hidden) teaches, it does not glue or
+    assert; no output, glued value or sentence of the chapter is a template with slots."""
+    problems = []
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        shown = not HIDDEN & set(cell.metadata.get("tags", []))
+        if cell.cell_type == "code" and shown and PLUMBING.search(cell.source):
+            problems.append(f"shown code: {cell.source.strip().splitlines()[0]}")
+        texts = (text_outputs(cell) if cell.cell_type == "code" else [cell.source])
+        texts += [v for k, v in glued_values(cell)]
+        for text in texts:
+            problems += [f"template: {p!r}" for p in TEMPLATE_PHRASES if p in text]
+    assert not problems, "\n".join(problems)
+
