@@ -48,7 +48,9 @@ class Experiment:
     keep_logits: bool = False
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))  # tuples -> lists: the JSON form
+        values = asdict(self)
+        values["train"] = self.train.to_dict()  # later options at their default left out
+        return json.loads(json.dumps(values))  # tuples -> lists: the JSON form
 
     @property
     def key(self) -> str:

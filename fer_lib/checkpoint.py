@@ -73,9 +73,12 @@ def rng_states(gen: torch.Generator, device: torch.device) -> dict:
 
 
 def training_state(model: nn.Module, config: dict, epoch: int, best: dict, opt, sched,
-                   gen: torch.Generator, device: torch.device, history: list[dict]) -> dict:
-    """Everything `restore` needs to continue a run after `epoch` epochs."""
-    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                   gen: torch.Generator, device: torch.device, history: list[dict],
+                   average=None) -> dict:
+    """Everything `restore` needs to continue a run after `epoch` epochs (with its weight
+    average, `fer_lib.averaging.WeightAverage`, when the run keeps one)."""
+    extra = {} if average is None else {"average": average.state_dict()}
+    return extra | {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "family": model.family, "hparams": model.hparams, "config": config,
             "epoch": epoch, "model": model.state_dict(), "best_model": best["state"],
             "best_val_acc": best["val_acc"], "best_epoch": best["epoch"],
@@ -85,7 +88,7 @@ def training_state(model: nn.Module, config: dict, epoch: int, best: dict, opt, 
 
 
 def restore(path: Path, config: dict, model: nn.Module, opt, sched, gen: torch.Generator,
-            device: torch.device) -> tuple[list[dict], dict, int]:
+            device: torch.device, average=None) -> tuple[list[dict], dict, int]:
     """Load a checkpoint into a freshly built run; returns (history, best, epochs done).
 
     `best` is ``{"val_acc", "epoch", "state"}``. Refuses a checkpoint written by another
@@ -96,6 +99,8 @@ def restore(path: Path, config: dict, model: nn.Module, opt, sched, gen: torch.G
         raise CheckpointError(f"{path}: written by a different config; refusing to resume "
                               "(use a fresh output folder)")
     model.load_state_dict(state["model"])
+    if average is not None:
+        average.load_state_dict(state["average"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     gen.set_state(state["rng"]["generator"])

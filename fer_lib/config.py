@@ -53,9 +53,29 @@ class TrainConfig:
     bn_l1: float = 0.0              # L1 weight on BatchNorm gammas (slimming), 0 = off
     channels_last: bool = True
     amp: bool = True                # bf16 autocast on CUDA (ignored on CPU)
+    # weight averaging: an exponential moving average of the weights with this decay per
+    # step (0 = off) is what is validated, selected and kept (`fer_lib.averaging`)
+    ema: float = 0.0
 
     def __post_init__(self):
         _validate(self)
+
+    def to_dict(self) -> dict:
+        """The config as a plain dict: what checkpoints and result keys are made of.
+
+        Fields added after results were stored (`LATER_FIELDS`) are left out while they
+        hold their default, so adding an option changes no stored run's hash and no
+        checkpoint's config: those runs did use the default.
+        """
+        values = dataclasses.asdict(self)
+        for name, default in LATER_FIELDS.items():
+            if values[name] == default:
+                del values[name]
+        return values
+
+
+# Options added after the first results were stored, with their defaults (see to_dict).
+LATER_FIELDS = {"ema": 0.0}
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -67,6 +87,7 @@ def _validate(cfg: TrainConfig) -> None:
         "label_smoothing": 0 <= cfg.label_smoothing < 1, "erase": 0 <= cfg.erase <= 1,
         "kd_temperature": cfg.kd_temperature > 0, "kd_alpha": 0 <= cfg.kd_alpha <= 1,
         "bn_l1": cfg.bn_l1 >= 0, "subset": cfg.subset is None or cfg.subset >= 7,
+        "ema": 0 <= cfg.ema < 1,
         "model_args": isinstance(cfg.model_args, dict),
     }
     bad = [key for key, ok in checks.items() if not ok]

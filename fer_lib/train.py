@@ -23,7 +23,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from tqdm import tqdm  # plain bars: tqdm.auto warns in Jupyter without ipywidge
 
 from . import fastpath
 from .augment import AUGMENT_DRAWS, affine_grid, augment, random_erase  # noqa: F401
+from .averaging import WeightAverage
 from .checkpoint import (  # noqa: F401  (re-exported: the trainer's public face)
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -158,32 +159,37 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
         teacher = teacher.to(device)
     history: list[dict] = []
     best = {"val_acc": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
+    # With weight averaging, the average is what is validated, selected and kept.
+    average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
+    judged = average.model if average is not None else model
     ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     start_epoch = 0
     if resume and ckpt_path is not None and ckpt_path.exists():
-        history, best, start_epoch = restore(ckpt_path, asdict(cfg), model, opt, sched, gen,
-                                             device)
+        history, best, start_epoch = restore(ckpt_path, cfg.to_dict(), model, opt, sched, gen,
+                                             device, average)
     bar = tqdm(range(start_epoch, cfg.epochs), disable=quiet, unit="epoch",
                desc=f"{cfg.family} {count_params(model):,} params", initial=start_epoch,
                total=cfg.epochs)
     with fastpath.training(model, fastpath.wanted(device, fast) and cfg.channels_last):
         for epoch in bar:
             t0 = time.perf_counter()
-            loss = train_one_epoch(model, rows, cfg, opt, sched, gen, teacher, memory_format)
-            val_acc = accuracy(predict_logits(model, rows.val_x, device=device,
+            loss = train_one_epoch(model, rows, cfg, opt, sched, gen, teacher, memory_format,
+                                   average)
+            val_acc = accuracy(predict_logits(judged, rows.val_x, device=device,
                                               channels_last=cfg.channels_last),
                                rows.val_y.cpu().numpy())
             if val_acc > best["val_acc"]:
                 best = {"val_acc": val_acc, "epoch": epoch + 1,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                        "state": {k: v.detach().clone() for k, v in judged.state_dict().items()}}
             history.append({"epoch": epoch + 1, "loss": loss, "val_acc": val_acc,
                             "lr": opt.param_groups[0]["lr"],
                             "seconds": time.perf_counter() - t0})
             bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_acc:.3f}")
             if ckpt_path is not None:
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-                save_checkpoint(ckpt_path, training_state(model, asdict(cfg), epoch + 1, best,
-                                                          opt, sched, gen, device, history))
+                save_checkpoint(ckpt_path, training_state(model, cfg.to_dict(), epoch + 1, best,
+                                                          opt, sched, gen, device, history,
+                                                          average))
     model.load_state_dict(best["state"])
     return _result(model, cfg, history, best, device)
 
@@ -199,8 +205,9 @@ def _result(model: nn.Module, cfg: TrainConfig, history: list[dict], best: dict,
 
 
 def train_one_epoch(model, splits: TrainingData, cfg: TrainConfig, opt, sched, gen,
-                    teacher, memory_format) -> float:
-    """One pass over the shuffled training tensor; returns the mean loss."""
+                    teacher, memory_format, average: WeightAverage | None = None) -> float:
+    """One pass over the shuffled training tensor; returns the mean loss. `average`, if
+    given, is updated after every optimizer step."""
     model.train()
     device = splits.train_x.device
     order = torch.randperm(len(splits.train_y), generator=gen).to(device)
@@ -227,6 +234,8 @@ def train_one_epoch(model, splits: TrainingData, cfg: TrainConfig, opt, sched, g
         loss.backward()
         opt.step()
         sched.step()
+        if average is not None:
+            average.update(model)
         total += loss.detach() * len(idx)
         seen += len(idx)
     return float(total) / max(1, seen)

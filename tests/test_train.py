@@ -254,7 +254,7 @@ def test_checkpoint_describes_itself(tiny_run):
     result, out = tiny_run
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["family"] == TINY.family and state["hparams"] == TINY.model_args
-    assert state["config"] == dataclasses.asdict(TINY)
+    assert state["config"] == TINY.to_dict()
     assert state["epoch"] == TINY.epochs == len(state["history"])
     for key in ("optimizer", "scheduler", "model", "best_model", "best_epoch"):
         assert key in state
@@ -420,3 +420,69 @@ def test_affine_grid_matches_torch():
     theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
     want = F.affine_grid(theta, [5, 1, 48, 48], align_corners=False)
     torch.testing.assert_close(affine_grid(theta, 48, 48), want, atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- weight averaging
+def test_weight_average_is_the_warmed_up_exponential_average():
+    from fer_lib.averaging import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    average = WeightAverage(model, decay=0.9)
+    want = [p.detach().clone() for p in model.parameters()]
+    for step in range(30):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        average.update(model)
+        d = min(0.9, (1 + step) / (10 + step))
+        want = [d * w + (1 - d) * p.detach() for w, p in zip(want, model.parameters(),
+                                                             strict=True)]
+    for got, expected in zip(average.model.parameters(), want, strict=True):
+        torch.testing.assert_close(got, expected)
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_a_later_option_at_its_default_leaves_stored_keys_alone():
+    """`ema` came after results were stored: at its default it is not in the config's
+    dict, so every stored run's hash and checkpoint config stay what they were."""
+    assert "ema" not in TINY.to_dict()
+    assert dataclasses.replace(TINY, ema=0.99).to_dict()["ema"] == 0.99
+    with pytest.raises(ConfigError, match="ema"):
+        dataclasses.replace(TINY, ema=1.0)
+
+
+def test_averaged_run_keeps_the_average_and_resumes_exactly(small_fer, tmp_path, monkeypatch):
+    """With ``ema`` the kept model is the average at the best epoch (not the last SGD
+    iterate), and a run killed at an epoch boundary continues to the same weights."""
+    cfg = dataclasses.replace(TINY, ema=0.9)
+    full = train(cfg, small_fer, device="cpu", out_dir=tmp_path / "full", quiet=True)
+    state = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    assert set(state["average"]) == {"model", "steps"} and state["average"]["steps"] > 0
+    assert state["config"]["ema"] == 0.9
+    kept = full.model.state_dict()
+    for name, value in state["best_model"].items():  # what was selected is what is kept
+        torch.testing.assert_close(kept[name], value, rtol=0, atol=0)
+    if full.best_epoch == cfg.epochs:  # the average at the last epoch, not the iterate
+        for name, value in state["average"]["model"].items():
+            torch.testing.assert_close(kept[name], value, rtol=0, atol=0)
+    assert any(not torch.equal(kept[name], value) for name, value in state["model"].items()
+               if value.is_floating_point())
+    real = train_mod.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > cfg.epochs - 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, small_fer, device="cpu", out_dir=tmp_path / "split", quiet=True)
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
+    resumed = train(cfg, small_fer, device="cpu", out_dir=tmp_path / "split", resume=True,
+                    quiet=True)
+    _same_history(full.history, resumed.history)
+    for name, value in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
