@@ -200,7 +200,7 @@ def plot_frontier(table: pd.DataFrame, highlight: dict | None = None,
     return fig
 
 
-# --- Compression chapters: distillation, quantisation, pruning ----------------------------
+# --- Compression chapters: distillation, quantization, pruning ----------------------------
 def plot_soft_targets(logits: np.ndarray, class_names, temperatures=(1, 2, 4, 8),
                       titles=None):
     """Softmax(logits / T) of a few images, one panel per image, one bar group per class:

@@ -110,7 +110,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
-# --- Quantisation -----------------------------------------------------------------------
+# --- Quantization -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Quantized:
     """One tensor as stored: `values` (fp32/fp16 as-is; int8 values in -qmax..qmax for the
@@ -128,12 +128,12 @@ def _fp16_ceil(x: np.ndarray) -> np.ndarray:
     low = h.astype(np.float32) < x
     h[low] = np.nextafter(h[low], np.float16(np.inf))
     if not np.isfinite(h).all():
-        raise ValueError("a per-channel scale overflows float16: weights far too large to quantise")
+        raise ValueError("a per-channel scale overflows float16: weights far too large to quantize")
     return h
 
 
 def quantize_tensor(tensor: torch.Tensor, scheme: str) -> Quantized:
-    """Quantise one float tensor under `scheme` (one of PRECISIONS)."""
+    """Quantize one float tensor under `scheme` (one of PRECISIONS)."""
     w = tensor.detach().cpu().float().numpy()
     shape = tuple(w.shape)
     if scheme == "fp32":
@@ -171,7 +171,7 @@ def _float_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def quantize_state(model: nn.Module, precision: str) -> dict[str, Quantized]:
-    """BN-fold `model`, then quantise each float tensor of its state dict (in order)."""
+    """BN-fold `model`, then quantize each float tensor of its state dict (in order)."""
     return {name: quantize_tensor(t, scheme_for(t, precision))
             for name, t in _float_state(fold_batchnorm(model)).items()}
 
@@ -185,7 +185,7 @@ def _load_dequantized(folded: nn.Module, state: dict[str, Quantized]) -> nn.Modu
 
 
 def quantized_copy(model: nn.Module, precision: str) -> nn.Module:
-    """BN-folded copy of `model` whose weights are the dequantised values of `precision`:
+    """BN-folded copy of `model` whose weights are the dequantized values of `precision`:
     in memory, exactly the model that `load_model(export_npz(...))` rebuilds."""
     folded = fold_batchnorm(model)
     return _load_dequantized(folded, quantize_state(folded, precision))
@@ -403,7 +403,7 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     """Rebuild the (BN-folded, eval-mode) model stored by `export_npz` from the file alone.
 
     Builds ``meta.family`` with ``meta.hparams``, folds its BatchNorm structure and loads
-    the dequantised weights. Raises ExportError naming the file and the problem.
+    the dequantized weights. Raises ExportError naming the file and the problem.
     """
     path = Path(path)
     meta, tensors, reader = _read_state(path)

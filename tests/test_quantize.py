@@ -1,4 +1,4 @@
-"""BN folding, quantisation, the npz export format, and the byte budget."""
+"""BN folding, quantization, the npz export format, and the byte budget."""
 
 import json
 import zipfile
@@ -50,7 +50,7 @@ def x():
 
 
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
-def test_dequantised_weights_are_within_half_a_step(scheme):
+def test_dequantized_weights_are_within_half_a_step(scheme):
     w = torch.randn(16, 8, 3, 3) * torch.logspace(-4, 1, 16).reshape(-1, 1, 1, 1)
     w[3] = 0  # an all-zero channel must survive too
     q = quantize_tensor(w, scheme)
