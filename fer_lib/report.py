@@ -8,8 +8,9 @@ Every chapter gets its numbers here, so no two chapters can disagree:
   (a MobileNet, best validation accuracy; never public or private accuracy);
 - `seed_table()`: means and spreads over seeds; `welch()` and `mcnemar()`: the tests;
 - `missing_runs()`: catalogue runs without a stored result;
-- `fmt()`: the one formatter for accuracies, bytes, parameters and times, and `Table`:
-  a table that renders as HTML in the web book and as a real LaTeX table in the PDF.
+- `gap()`, `kd_effect()`: the differences the book quotes, as `Effect`s;
+- `fmt()`, `Table`, `Effect` (from `fer_lib.formatting`): the one formatter, tables for
+  HTML and LaTeX, and differences as printed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ import numpy as np
 import pandas as pd
 
 from . import catalogue, paths
+from .formatting import (  # noqa: F401  (re-exported: the chapters' one import)
+    NBSP,
+    Effect,
+    Table,
+    fmt,
+    join_words,
+    number_word,
+    printed_sign,
+)
 from .quantize import PRECISIONS, STRONG_BUDGET
+from .stats import holm  # noqa: F401  (re-exported)
 from .store import accuracy_by_precision, find_result, stored_results
 
 # The homework requires a MobileNet: only these families may be the submission.
@@ -53,155 +64,7 @@ REPORTS = {
 }
 
 
-# ----------------------------------------------------------------------------- formatting
-NBSP = "\u00a0"
-
-
-def fmt(value, kind: str) -> str:
-    """The book's one number formatter.
-
-    kind: ``acc`` (a fraction -> "63.7 %"), ``share`` (a set fraction, as few digits as it
-    has -> "10 %", "12.5 %"), ``pp`` (a difference of fractions -> "+1.2
-    points"), ``bytes`` (-> "209,715 B"), ``params`` (-> "199.7k", "1.00M", "950"),
-    ``int`` (-> "28,709"), ``ms`` (-> "3.96 ms"), ``x`` (a ratio -> "12.3×"), ``p`` (a
-    p-value -> "0.031", "< 0.001"), ``num`` (a hyperparameter -> "0.1", "4 × 10⁻⁵").
-    None and NaN give "–". A number and its unit are joined by a no-break space, so a
-    narrow table cell or a line of prose never breaks between "63.7" and "%".
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    formats = {
-        "acc": lambda v: f"{100 * v:.1f}{NBSP}%",
-        "share": lambda v: f"{100 * v:.3g}{NBSP}%",
-        "pp": lambda v: f"{100 * v:+.1f}{NBSP}points",
-        "bytes": lambda v: f"{int(round(v)):,}{NBSP}B",
-        "int": lambda v: f"{int(round(v)):,}",
-        "params": _params,
-        "ms": lambda v: f"{v:.3g}{NBSP}ms" if v < 100 else f"{v:,.0f}{NBSP}ms",
-        "x": lambda v: f"{v:.1f}×" if v < 100 else f"{v:,.0f}×",
-        "p": lambda v: "< 0.001" if v < 0.001 else f"{v:.3f}",
-        "num": _number,
-    }
-    if kind not in formats:
-        raise ValueError(f"fmt: unknown kind {kind!r}; known: {', '.join(formats)}")
-    return formats[kind](float(value))
-
-
-_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def _number(v: float) -> str:
-    if v == 0 or 1e-2 <= abs(v) < 1e5:
-        return f"{v:.4g}"
-    mantissa, exponent = f"{v:.2e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
-
-
-def _params(v: float) -> str:
-    if v >= 999_500:
-        return f"{v / 1e6:.2f}M"
-    return f"{v / 1e3:.1f}k" if v >= 1000 else f"{v:.0f}"
-
-
-@dataclass
-class Table:
-    """A table of already formatted cells that renders as HTML and as a LaTeX table.
-
-    Jupyter Book's HTML shows `_repr_html_`; its PDF (Sphinx's LaTeX builder) prefers
-    `_repr_latex_`, so tables are typeset, not printed as text. `index` is shown as the
-    first column when `show_index`.
-    """
-
-    frame: pd.DataFrame
-    show_index: bool = False
-
-    def _repr_html_(self) -> str:
-        return self.frame.to_html(index=self.show_index, escape=True, border=0,
-                                  classes="dataframe fer-table")
-
-    #: Tables with more body rows than this are a longtable, which breaks across pages
-    #: (a tabular cannot); shorter ones are shrunk to the text width when too wide.
-    LONG_ROWS = 40
-
-    def _repr_latex_(self) -> str:
-        frame = self.frame.astype(str).map(_latex_escape)
-        frame.columns = [_latex_label(c) for c in frame.columns]
-        if self.show_index:
-            names = [name for name in frame.index.names if name is not None]
-            frame.index = pd.Index([_latex_label(i) for i in frame.index],
-                                   name=_latex_label(tuple(names)) if names else None)
-        ncols = len(frame.columns) + (1 if self.show_index else 0)
-        long = len(frame) > self.LONG_ROWS
-        body = frame.to_latex(index=self.show_index, escape=False,
-                              column_format="l" * ncols, longtable=long)
-        if long:
-            # A longtable cannot be boxed: a smaller font and tighter columns instead.
-            return ("{\\footnotesize\\setlength{\\tabcolsep}{4pt}%\n" + body + "}\n")
-        # A small font and a box at most the text width: wide tables shrink, never overflow.
-        return ("\\begin{center}\\small\\resizebox{\\ifdim\\width>\\linewidth\\linewidth"
-                "\\else\\width\\fi}{!}{%\n" + body + "}\\end{center}\n")
-
-    def __repr__(self) -> str:
-        return self.frame.to_string(index=self.show_index)
-
-
-_LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-                   "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                   "\\": r"\textbackslash{}", "×": r"$\times$", "–": "--", "±": r"$\pm$", NBSP: "~",
-                   "≤": r"$\leq$", "≥": r"$\geq$", "→": r"$\rightarrow$",
-                   # fmt's "4 × 10⁻⁵": superscripts as LaTeX, not glyphs a font may lack
-                   **{sup: f"\\textsuperscript{{{plain}}}" for sup, plain
-                      in zip("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789", strict=True)}}
-
-
-def _latex_escape(text: str) -> str:
-    """Text for a LaTeX table cell: specials escaped, no line break (a cell is one line)."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in " ".join(str(text).splitlines()))
-
-
-def _latex_label(label) -> str:
-    """A column or index label; the levels of a MultiIndex label joined by spaces."""
-    if isinstance(label, tuple):
-        label = " ".join(str(part) for part in label if str(part))
-    return _latex_escape(str(label))
-
-
 # ----------------------------------------------------------------------------- differences
-@dataclass(frozen=True)
-class Effect:
-    """One difference the book quotes, ``a - b`` of two accuracies (fractions).
-
-    Every chapter that quotes an effect gets it from one function returning an `Effect`
-    (`kd_effect`, `gap`) and prints `text`, so two chapters cannot quote one effect
-    differently. `value` is the unrounded difference, for tests and verdicts; `text` is
-    the difference of the two terms *as printed* (each rounded to the 0.1 point `fmt`
-    shows), so a reader who subtracts the printed terms gets the printed difference
-    (51.14 % - 48.65 % reads "51.1 % - 48.6 %" and "+2.5 points", never "+2.4").
-    """
-
-    a: float
-    b: float
-
-    @property
-    def value(self) -> float:
-        return self.a - self.b
-
-    @property
-    def text(self) -> str:
-        return fmt(_as_printed(self.a) - _as_printed(self.b), "pp")
-
-    @property
-    def size(self) -> str:
-        """`text` without its sign ("1.4 points"): for prose that says the direction."""
-        return self.text.lstrip("+-−")
-
-
-def _as_printed(fraction: float) -> float:
-    """A fraction rounded as `fmt(.., "acc")` prints it (0.1 percentage point)."""
-    return round(1000 * fraction) / 1000
-
-
 def gap(a_run: str, b_run: str, split: str = "private",
         results_dir: str | os.PathLike | None = None) -> Effect:
     """`a_run` minus `b_run` on `split`, each at the precision it is reported at (its
@@ -529,49 +392,6 @@ def cpu_cost(missing: pd.DataFrame) -> str:
 
 
 # ----------------------------------------------------------------------------- prose helpers
-def printed_sign(effect: Effect) -> int:
-    """The sign (-1, 0, +1) of `effect` as printed: of the difference of its two terms
-    rounded as `fmt` shows them, so a verdict ("raised", "lowered", "did not change")
-    never contradicts the printed `effect.text` ("+0.0 points" is "did not change")."""
-    tenths = round(1000 * effect.a) - round(1000 * effect.b)
-    return (tenths > 0) - (tenths < 0)
-
-
-def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (any order; NaN stays NaN).
-
-    Returns adjusted p-values in the input's order: reject at level a exactly where the
-    adjusted p is at most a, which controls the chance of any false rejection in the
-    family at a. The family is the non-NaN values.
-    """
-    p = np.asarray(p_values, dtype=float)
-    out = np.full(p.shape, np.nan)
-    index = np.flatnonzero(~np.isnan(p))
-    order = index[np.argsort(p[index], kind="stable")]
-    m, running = len(order), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
-
-
-def join_words(items) -> str:
-    """Items as an English list: "a", "a and b", "a, b and c" ("" for none)."""
-    items = [str(item) for item in items]
-    if len(items) < 2:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
-_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight",
-                 "nine", "ten")
-
-
-def number_word(n: int) -> str:
-    """A small count as a word ("three"), larger ones as digits ("12", "1,024")."""
-    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else fmt(n, "int")
-
-
 def missing_sentence(missing: pd.DataFrame, what: str) -> str:
     """One sentence on rows of `missing_runs()`, for the case at hand: "No distillation
     run of the catalogue is missing." or "Two distillation runs of the catalogue are
@@ -617,69 +437,3 @@ def report_hw3_params(report: str) -> dict:
     return {"members": members, "each": each, "total": members * each}
 
 
-# ----------------------------------------------------------------------------- student design
-DESIGN_COLUMNS = ("budget", "design", "run", "family", "params", "flops", "precision", "bytes",
-                  "last_resolution", "epoch_seconds", "epoch_seconds_measured", "seeds",
-                  "val_mean", "val_std", "private_mean", "private_std")
-
-
-def last_resolution(model) -> int:
-    """The side, in pixels, of the last feature map before the classifier's pooling."""
-    import torch
-
-    sides = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sides.append(out.shape[-1]))
-             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, 1, 48, 48))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return int(sides[-1])
-
-
-def design_study(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The student design study (`fer_lib.catalogue.DESIGN_BUDGETS`): one row per budget
-    and design, columns `DESIGN_COLUMNS`.
-
-    Architecture facts (parameters, FLOPs, the bytes of its file at the budget's
-    precision, the last feature map's side) come from the network itself, so they exist
-    before any run. ``epoch_seconds`` is the mean training epoch of the stored seeds when
-    there are any (``epoch_seconds_measured`` True), else the recorded CPU probe's
-    estimate. Accuracies are means and sample standard deviations over the stored seeds
-    (NaN without runs; std NaN with one), at the budget's precision.
-    """
-    import tempfile
-
-    from .models import build, count_flops, count_params
-    from .plan import architecture_key, estimate_seconds, load_probes
-    from .quantize import export_npz
-
-    rates = load_probes(results_dir).get("rates", {})
-    table = precision_table(results_dir)
-    rows = []
-    for budget, (_, precision, designs) in catalogue.DESIGN_BUDGETS.items():
-        for design in designs:
-            runs = [catalogue.design_name(budget, design, s) for s in catalogue.DESIGN_SEEDS]
-            exp = catalogue.get(runs[0])
-            model = build(exp.train.family, **exp.train.model_args)
-            with tempfile.TemporaryDirectory() as tmp:
-                size = export_npz(model, Path(tmp) / "model.npz", precision)
-            stored = table[table["run"].isin(runs) & (table["precision"] == precision)]
-            seconds = [np.mean([h["seconds"] for h in find_result(catalogue.get(r),
-                                                                  results_dir).history])
-                       for r in stored["run"]]
-            rate = rates.get(architecture_key(exp))
-            rows.append({
-                "budget": budget, "design": design, "run": runs[0].rsplit("-s", 1)[0],
-                "family": exp.train.family, "params": count_params(model),
-                "flops": count_flops(model), "precision": precision, "bytes": size,
-                "last_resolution": last_resolution(model),
-                "epoch_seconds": float(np.mean(seconds)) if seconds else
-                estimate_seconds(exp, rate) / exp.train.epochs,
-                "epoch_seconds_measured": bool(seconds), "seeds": len(stored),
-                "val_mean": stored["val_acc"].mean(), "val_std": stored["val_acc"].std(ddof=1),
-                "private_mean": stored["private_acc"].mean(),
-                "private_std": stored["private_acc"].std(ddof=1)})
-    return pd.DataFrame(rows, columns=list(DESIGN_COLUMNS))

@@ -4,6 +4,8 @@
   unequal variances, small samples.)
 - `mcnemar`: do two models, scored on the same test images, differ? (McNemar's exact
   test on the images exactly one of them gets right.)
+- `holm`: a family of such tests read together (Holm's step-down correction), so that
+  "significant somewhere" is not the luck of many tries.
 
 Both return plain dicts of numbers, so results can be stored and glued.
 """
@@ -61,3 +63,21 @@ def mcnemar(correct_a, correct_b) -> dict:
     return {"n": int(a.size), "both": int(np.sum(a & b)), "only_a": only_a, "only_b": only_b,
             "neither": int(np.sum(~a & ~b)), "diff": (only_a - only_b) / max(a.size, 1),
             "p": p}
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (any order; NaN stays NaN).
+
+    Returns adjusted p-values in the input's order: reject at level a exactly where the
+    adjusted p is at most a, which controls the chance of any false rejection in the
+    family at a. The family is the non-NaN values.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    index = np.flatnonzero(~np.isnan(p))
+    order = index[np.argsort(p[index], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out

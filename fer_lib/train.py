@@ -135,7 +135,8 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
     """Train `cfg` on `data`'s Training rows; keep the epoch with the best val accuracy.
 
     teacher: optional callable ``teacher(x, rows, flipped) -> logits`` (see `distill`);
-        with it the loss is `kd_loss` at ``cfg.kd_temperature`` / ``cfg.kd_alpha``.
+        with it the loss is `kd_loss` at ``cfg.kd_temperature`` / ``cfg.kd_alpha``. One with
+        a ``draws`` method (`softlabels.StoredViewTeacher`) also picks each row's view.
     model: optional starting model (e.g. a pruned one to fine-tune); its `.family` and
         `.hparams` describe it in checkpoints. Default: ``build(cfg.family, **cfg.model_args)``.
     out_dir: where ``checkpoint.pt`` is written after every epoch; with ``resume=True``
@@ -144,11 +145,7 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
         fewer passes over memory; not in the config, as results change only by float
         rounding). None (default): on CPU unless the environment says ``FER_FAST=0``.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
-    torch.backends.cudnn.benchmark = device.type == "cuda"
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    device, gen = _seeded(cfg, device)
     model = (model if model is not None else build(cfg.family, **cfg.model_args)).to(device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -178,9 +175,7 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
             val_acc = accuracy(predict_logits(judged, rows.val_x, device=device,
                                               channels_last=cfg.channels_last),
                                rows.val_y.cpu().numpy())
-            if val_acc > best["val_acc"]:
-                best = {"val_acc": val_acc, "epoch": epoch + 1,
-                        "state": {k: v.detach().clone() for k, v in judged.state_dict().items()}}
+            best = _better(best, val_acc, epoch + 1, judged)
             history.append({"epoch": epoch + 1, "loss": loss, "val_acc": val_acc,
                             "lr": opt.param_groups[0]["lr"],
                             "seconds": time.perf_counter() - t0})
@@ -192,6 +187,23 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
                                                           average))
     model.load_state_dict(best["state"])
     return _result(model, cfg, history, best, device)
+
+
+def _seeded(cfg: TrainConfig, device) -> tuple[torch.device, torch.Generator]:
+    """The run's device, with torch's global stream and the augmentation stream seeded."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    torch.manual_seed(cfg.seed)
+    return device, torch.Generator().manual_seed(cfg.seed)
+
+
+def _better(best: dict, val_acc: float, epoch: int, judged: nn.Module) -> dict:
+    """`best` (``{"val_acc", "epoch", "state"}``), or this epoch's if `val_acc` beats it."""
+    if val_acc <= best["val_acc"]:
+        return best
+    return {"val_acc": val_acc, "epoch": epoch,
+            "state": {k: v.detach().clone() for k, v in judged.state_dict().items()}}
 
 
 def _result(model: nn.Module, cfg: TrainConfig, history: list[dict], best: dict,
@@ -211,7 +223,11 @@ def train_one_epoch(model, splits: TrainingData, cfg: TrainConfig, opt, sched, g
     model.train()
     device = splits.train_x.device
     order = torch.randperm(len(splits.train_y), generator=gen).to(device)
-    draws = torch.rand(len(order), AUGMENT_DRAWS, generator=gen).to(device)
+    views = None  # a soft-label store's teacher: which stored view each row replays
+    if hasattr(teacher, "draws"):
+        draws, views = (t.to(device) for t in teacher.draws(splits.train_rows[order], gen, cfg))
+    else:  # the stream every other run has always drawn
+        draws = torch.rand(len(order), AUGMENT_DRAWS, generator=gen).to(device)
     total, seen = torch.zeros((), device=device), 0
     for start in range(0, len(order), cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
@@ -226,7 +242,8 @@ def train_one_epoch(model, splits: TrainingData, cfg: TrainConfig, opt, sched, g
             if teacher is None:
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             else:
-                loss = kd_loss(logits, teacher(x, splits.train_rows[idx], flipped), y,
+                extra = () if views is None else (views[start:start + len(idx)],)
+                loss = kd_loss(logits, teacher(x, splits.train_rows[idx], flipped, *extra), y,
                                cfg.kd_temperature, cfg.kd_alpha, cfg.label_smoothing)
             if cfg.bn_l1 > 0:
                 loss = loss + cfg.bn_l1 * bn_l1_penalty(model)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_lib import report
+from fer_lib import formatting, report
 from fer_lib.stats import mcnemar, welch
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -212,7 +212,7 @@ def test_submission_needs_committed_weights_but_best_run_does_not(tmp_path):
 
 def test_latex_escape_turns_superscripts_into_latex():
     expected = r"4 $\times$ 10\textsuperscript{-}\textsuperscript{5}"
-    assert report._latex_escape("4 × 10⁻⁵") == expected
+    assert formatting._latex_escape("4 × 10⁻⁵") == expected
 
 
 def test_cli_package_budget_default_is_the_strong_budget():
