@@ -145,6 +145,20 @@ DESIGN_BUDGETS = {"200k": (200_000, "int8", ("base", "6x6", "early", "stem2", "v
 REPLICA_PARAMS = 102_709  # report A's count (hw8_reports.md)
 
 
+# Teachers we keep (#26): trained on this project's CPU, without label smoothing (smoothed
+# teachers distil worse: Mueller, Kornblith & Hinton 2019), their fp16 weights committed
+# so that soft labels on any augmented view can be rebuilt (`fer_lib.softlabels`). A VGG
+# at half width: about 1.2M parameters and 235 MFLOPs a face, a quarter of the GPU
+# teachers' cost, so three fit the issue's ~6 CPU-hours (2.05 s per 1,000 views to label,
+# against 9.6 s for the full VGG, measured on 1 thread while another job ran).
+CPU_TEACHER_RECIPE = dict(TEACHER_RECIPE, epochs=30, label_smoothing=0.0)
+CPU_TEACHER_ARGS = {"width": 0.5}
+CPU_TEACHERS = ("teacher-cpu-vgg-s0", "teacher-cpu-vgg-s1", "teacher-cpu-vgg-s2")
+CPU_ENSEMBLE = "teacher-cpu-ensemble"
+# Runs whose weights are committed whatever their size (`experiments.keeps_weights`).
+KEEP_WEIGHTS = frozenset(CPU_TEACHERS)
+
+
 def design_name(budget: str, design: str, seed: int) -> str:
     """``design-200k-6x6-s1``: the design study's run of `design` at `budget`, `seed`."""
     return f"design-{budget}-{design}-s{seed}"
@@ -218,6 +232,11 @@ def build_catalogue() -> dict[str, Experiment]:
                            teacher=ENSEMBLE, slim_from=student.name, slim_fraction=0.0,
                            precision="int8"))
     exps.append(_student(KD_GRID_SIZE, group="recipe", suffix="-ls0", label_smoothing=0.0))
+    exps += [Experiment(name, "teacher", TrainConfig(family="vgg", model_args=CPU_TEACHER_ARGS,
+                                                     seed=int(name[-1]), **CPU_TEACHER_RECIPE),
+                        keep_logits=True, precision="fp16") for name in CPU_TEACHERS]
+    exps.append(Experiment(CPU_ENSEMBLE, "ensemble", kind="ensemble", members=CPU_TEACHERS,
+                           keep_logits=True, precision="fp16"))
     # The design study, seed by seed: every design's first seed comes first.
     exps += [_design(budget, design, seed) for seed in DESIGN_SEEDS
              for budget, (_, _, designs) in DESIGN_BUDGETS.items() for design in designs]

@@ -148,10 +148,14 @@ def as_stored(model):
 
 
 def keeps_weights(exp: Experiment, model, work: Path) -> bool:
-    """Whether a trained run commits its weights: not a sweep point, and a fp16 file under
-    `KEEP_WEIGHTS_BELOW` bytes (larger models keep their logits or predictions only)."""
+    """Whether a trained run commits its weights: one the catalogue says to keep
+    (`catalogue.KEEP_WEIGHTS`, the CPU teachers), or a fp16 file under
+    `KEEP_WEIGHTS_BELOW` bytes that is not a sweep point (larger models keep their logits
+    or predictions only)."""
     from .quantize import export_npz
 
+    if exp.name in catalogue.KEEP_WEIGHTS:
+        return True
     small = export_npz(model, work / "model-fp16.npz", "fp16") < KEEP_WEIGHTS_BELOW
     return small and not exp.group.startswith("sweep")
 
