@@ -44,8 +44,9 @@ def design_study(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
 
     Architecture facts (parameters, FLOPs, the bytes of its file at the budget's
     precision, the last feature map's side) come from the network itself, so they exist
-    before any run. ``epoch_seconds`` is the mean training epoch of the stored seeds when
-    there are any (``epoch_seconds_measured`` True), else the recorded CPU probe's
+    before any run. ``epoch_seconds`` is the mean over the stored seeds of each run's
+    median epoch (a median, so epochs slowed by other work on the machine do not count)
+    when there are any (``epoch_seconds_measured`` True), else the recorded CPU probe's
     estimate. Accuracies are means and sample standard deviations over the stored seeds
     (NaN without runs; std NaN with one), at the budget's precision.
     """
@@ -66,7 +67,7 @@ def design_study(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
             with tempfile.TemporaryDirectory() as tmp:
                 size = export_npz(model, Path(tmp) / "model.npz", precision)
             stored = table[table["run"].isin(runs) & (table["precision"] == precision)]
-            seconds = [np.mean([h["seconds"] for h in find_result(catalogue.get(r),
+            seconds = [np.median([h["seconds"] for h in find_result(catalogue.get(r),
                                                                   results_dir).history])
                        for r in stored["run"]]
             rate = rates.get(architecture_key(exp))

@@ -181,10 +181,11 @@ def plot_frontier(table: pd.DataFrame, highlight: dict | None = None,
     for i, (label, sub) in enumerate((highlight or {}).items()):
         ax.scatter([sub.bytes], [100 * sub.private_acc], s=140, facecolors="none",
                    edgecolors="black", linewidths=1.4, zorder=5)
-        # Labels stacked in the empty band below the cloud, lines to their points.
+        # Labels stacked in the empty lower right (past the budget lines and the cut
+        # runs' collapse), lines to their points.
         ax.annotate(label, (sub.bytes, 100 * sub.private_acc), textcoords="axes fraction",
-                    xytext=(0.30 + 0.12 * i, 0.42 - 0.07 * i), ha="left", fontsize=8,
-                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8),
+                    xytext=(0.98, 0.36 - 0.08 * i), ha="right", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.9),
                     arrowprops=dict(arrowstyle="-", lw=0.6), zorder=6)
     for report in (reports or {}).values():
         if report.get("bytes"):
