@@ -2,8 +2,8 @@
 
 Each page must load nothing from a host other than the local server, log no console
 error, show every image, typeset every formula with the MathJax served from
-``_static/mathjax/`` (no raw ``\\(`` left, no TeX error), and link to no local page that
-is missing. A full-page screenshot of each lands in ``book/_build/screenshots/``.
+``_static/mathjax/`` (no raw ``\\(`` left, no TeX error), cut off no table, and link to no
+local page that is missing. A full-page screenshot of each lands in ``book/_build/screenshots/``.
 
 Run with ``make browser-test`` (builds the book first) or ``pytest -m browser tests/browser``.
 """
@@ -71,6 +71,19 @@ const mathjax = [...document.querySelectorAll("script[src]")]
 return {untypeset, texErrors, rawTex, images, links, mathjax,
         mathCount: document.querySelectorAll(".math").length,
         typesetCount: document.querySelectorAll("mjx-container").length};
+"""
+
+
+# [table width, room, first words] of every table whose holder scrolls sideways.
+WIDE_TABLES = """
+const wide = [];
+document.querySelectorAll('article table').forEach((table) => {
+  const holder = table.parentElement;
+  if (holder.scrollWidth > holder.clientWidth + 1) {
+    wide.push([holder.scrollWidth, holder.clientWidth, table.innerText.slice(0, 50)]);
+  }
+});
+return wide;
 """
 
 
@@ -166,7 +179,13 @@ def test_page_works_offline(page, site, server, driver, screenshots):
     problems += [f"TeX error: {text!r}" for text in found["texErrors"]]
     problems += [f"raw TeX left in the text: {text!r}" for text in found["rawTex"]]
 
-    # 5. Internal links reach existing files.
+    # 5. No table is cut off: wider than the output area that holds it (a reader would
+    #    have to scroll sideways to see its last columns).
+    cut_off = driver.execute_script(WIDE_TABLES)
+    problems += [f"table wider than its column ({w} > {room} px): {head!r}"
+                 for w, room, head in cut_off]
+
+    # 6. Internal links reach existing files.
     for link in sorted({urldefrag(href).url for href in found["links"]}):
         status = _status(link)
         if status >= 400:
