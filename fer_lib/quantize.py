@@ -261,7 +261,10 @@ def export_npz(model: nn.Module, path: str | os.PathLike, precision: str) -> int
         arrays["p"] = pack_int4(arrays["p"])
     arrays = {k: a.astype(BLOB_DTYPES[k], copy=False) for k, a in arrays.items()}
     meta = {"format": FORMAT, "version": VERSION, "family": model.family,
-            "hparams": _jsonable(model.hparams), "precision": precision, "folded": True,
+            # sorted: a model built from a stored config (keys sorted) and the same model
+            # built by the trainer (keys in the catalogue's order) give the same bytes
+            "hparams": _jsonable(dict(sorted(model.hparams.items()))),
+            "precision": precision, "folded": True,
             "blobs": {k: BLOB_DTYPES[k] for k in arrays}, "names": names_digest(state),
             "tensors": [[list(q.shape), q.scheme] for q in state.values()]}
     header = json.dumps(meta, separators=(",", ":")).encode()
