@@ -175,14 +175,19 @@ class Effect:
         return self.text.lstrip("+-−")
 
 
+def _printed_tenths(fraction: float) -> int:
+    """A fraction in the tenths of a point `fmt(.., "acc")` prints it to."""
+    return round(1000 * fraction)
+
+
 def _as_printed(fraction: float) -> float:
     """A fraction rounded as `fmt(.., "acc")` prints it (0.1 percentage point)."""
-    return round(1000 * fraction) / 1000
+    return _printed_tenths(fraction) / 1000
 
 
 def printed_sign(effect: Effect) -> int:
     """The sign (-1, 0, +1) of `effect` as printed: of the difference of its two terms
     rounded as `fmt` shows them, so a verdict ("raised", "lowered", "did not change")
     never contradicts the printed `effect.text` ("+0.0 points" is "did not change")."""
-    tenths = round(1000 * effect.a) - round(1000 * effect.b)
+    tenths = _printed_tenths(effect.a) - _printed_tenths(effect.b)
     return (tenths > 0) - (tenths < 0)

@@ -219,22 +219,28 @@ def test_same_seed_same_run(small_fer, tiny_run):
                                   predict_logits(again.model, images))
 
 
-def test_resume_continues_exactly(small_fer, tiny_run, tmp_path, monkeypatch):
-    full, _ = tiny_run
+def _killed_in_last_epoch(cfg, data, out, monkeypatch) -> None:
+    """Train `cfg` into `out` and kill it during its last epoch (a checkpoint of every
+    earlier epoch is left); the trainer is whole again afterwards."""
     real = train_mod.train_one_epoch
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] > TINY.epochs - 1:
+        if calls["n"] > cfg.epochs - 1:
             raise KeyboardInterrupt  # killed during the last epoch
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(TINY, small_fer, device="cpu", out_dir=tmp_path, quiet=True)
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == TINY.epochs - 1
+        train(cfg, data, device="cpu", out_dir=out, quiet=True)
     monkeypatch.setattr(train_mod, "train_one_epoch", real)
+
+
+def test_resume_continues_exactly(small_fer, tiny_run, tmp_path, monkeypatch):
+    full, _ = tiny_run
+    _killed_in_last_epoch(TINY, small_fer, tmp_path, monkeypatch)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == TINY.epochs - 1
     resumed = train(TINY, small_fer, device="cpu", out_dir=tmp_path, resume=True, quiet=True)
     _same_history(full.history, resumed.history)
     _same_metrics(full.metrics, resumed.metrics)
@@ -468,19 +474,7 @@ def test_averaged_run_keeps_the_average_and_resumes_exactly(small_fer, tmp_path,
             torch.testing.assert_close(kept[name], value, rtol=0, atol=0)
     assert any(not torch.equal(kept[name], value) for name, value in state["model"].items()
                if value.is_floating_point())
-    real = train_mod.train_one_epoch
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > cfg.epochs - 1:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, small_fer, device="cpu", out_dir=tmp_path / "split", quiet=True)
-    monkeypatch.setattr(train_mod, "train_one_epoch", real)
+    _killed_in_last_epoch(cfg, small_fer, tmp_path / "split", monkeypatch)
     resumed = train(cfg, small_fer, device="cpu", out_dir=tmp_path / "split", resume=True,
                     quiet=True)
     _same_history(full.history, resumed.history)
