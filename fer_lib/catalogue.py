@@ -32,6 +32,10 @@ class Experiment:
         its expanded channels removed by network slimming (0.0: the weights as they are),
         then fine-tune ("train") or not ("cut"; `train` then only fixes the validation
         split it is scored on).
+    teacher_views: 0 (default) distils from the teacher's logits on the clean Training
+        images; K > 0 from its probabilities on K stored augmented views of each image,
+        the views the student trains on (`fer_lib.softlabels`; the teacher, or every
+        member of an ensemble, must have its weights stored).
     precision: the export precision the result is reported at (bytes, summary row).
     keep_logits: store float16 logits (True) or uint8 predictions (False).
     """
@@ -46,10 +50,21 @@ class Experiment:
     slim_fraction: float = 0.0
     precision: str = "fp16"
     keep_logits: bool = False
+    teacher_views: int = 0
+
+    def __post_init__(self):
+        if self.teacher_views < 0 or (self.teacher_views and self.teacher is None):
+            raise ValueError(f"{self.name}: teacher_views={self.teacher_views!r} needs a "
+                             "teacher and a count of at least 0")
 
     def to_dict(self) -> dict:
+        """The description its hash is taken of: fields added after results were stored
+        (`LATER_EXPERIMENT_FIELDS`) are left out at their default, as are the config's."""
         values = asdict(self)
         values["train"] = self.train.to_dict()  # later options at their default left out
+        for name, default in LATER_EXPERIMENT_FIELDS.items():
+            if values[name] == default:
+                del values[name]
         return json.loads(json.dumps(values))  # tuples -> lists: the JSON form
 
     @property
@@ -65,6 +80,10 @@ class Experiment:
     def needs(self) -> tuple[str, ...]:
         """Experiments that must finish first."""
         return tuple(self.members) + tuple(n for n in (self.teacher, self.slim_from) if n)
+
+
+# Experiment fields added after results were stored, with their defaults (see to_dict).
+LATER_EXPERIMENT_FIELDS = {"teacher_views": 0}
 
 
 def config_hash(config: dict) -> str:

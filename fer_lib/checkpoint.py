@@ -74,10 +74,13 @@ def rng_states(gen: torch.Generator, device: torch.device) -> dict:
 
 def training_state(model: nn.Module, config: dict, epoch: int, best: dict, opt, sched,
                    gen: torch.Generator, device: torch.device, history: list[dict],
-                   average=None) -> dict:
+                   average=None, best_plain: dict | None = None) -> dict:
     """Everything `restore` needs to continue a run after `epoch` epochs (with its weight
-    average, `fer_lib.averaging.WeightAverage`, when the run keeps one)."""
-    extra = {} if average is None else {"average": average.state_dict()}
+    average, `fer_lib.averaging.WeightAverage`, and the best plain iterate, when the run
+    keeps one)."""
+    extra = {} if average is None else {
+        "average": average.state_dict(), "best_plain_model": best_plain["state"],
+        "best_plain_val_acc": best_plain["val_acc"], "best_plain_epoch": best_plain["epoch"]}
     return extra | {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "family": model.family, "hparams": model.hparams, "config": config,
             "epoch": epoch, "model": model.state_dict(), "best_model": best["state"],
@@ -88,11 +91,13 @@ def training_state(model: nn.Module, config: dict, epoch: int, best: dict, opt, 
 
 
 def restore(path: Path, config: dict, model: nn.Module, opt, sched, gen: torch.Generator,
-            device: torch.device, average=None) -> tuple[list[dict], dict, int]:
-    """Load a checkpoint into a freshly built run; returns (history, best, epochs done).
+            device: torch.device, average=None) -> tuple[list[dict], dict, int, dict | None]:
+    """Load a checkpoint into a freshly built run; returns (history, best, epochs done,
+    best plain iterate or None).
 
-    `best` is ``{"val_acc", "epoch", "state"}``. Refuses a checkpoint written by another
-    config: resuming it would silently train something else.
+    `best` (and the best plain iterate of an averaged run) is ``{"val_acc", "epoch",
+    "state"}``. Refuses a checkpoint written by another config: resuming it would
+    silently train something else.
     """
     state = load_checkpoint(path)
     if state["config"] != config:
@@ -109,4 +114,8 @@ def restore(path: Path, config: dict, model: nn.Module, opt, sched, gen: torch.G
         torch.cuda.set_rng_state(state["rng"]["cuda"], device)
     best = {"val_acc": state["best_val_acc"], "epoch": state["best_epoch"],
             "state": state["best_model"]}
-    return state["history"], best, state["epoch"]
+    best_plain = None
+    if average is not None:
+        best_plain = {"val_acc": state["best_plain_val_acc"],
+                      "epoch": state["best_plain_epoch"], "state": state["best_plain_model"]}
+    return state["history"], best, state["epoch"], best_plain

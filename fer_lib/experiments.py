@@ -34,6 +34,7 @@ from .data import CLASS_NAMES, EVAL_SETS, FER2013, evaluation_sets
 from .distill import CachedTeacher, average_logits, teacher_logits_with_flip
 from .evaluate import accuracy, confusion_matrix, per_class_accuracy, score, to_input
 from .models import count_flops, count_params
+from .softlabels import StoredViewTeacher, load_or_build
 from .store import (  # noqa: F401  (re-exported)
     DATA_SUMMARY,
     SUMMARY_COLUMNS,
@@ -54,6 +55,9 @@ from .store import (  # noqa: F401  (re-exported)
 from .train import train
 
 KEEP_WEIGHTS_BELOW = 450_000        # fp16 bytes of a student/ablation whose weights are kept
+# The seed of every stored-view soft-label store's draws: one store serves all students
+# (each student's own seed picks which of the K views it sees in an epoch).
+SOFT_LABEL_SEED = 0
 
 
 def __getattr__(name: str):
@@ -91,7 +95,7 @@ def load_or_train(exp: Experiment, data: FER2013 | None = None, *,
     elif exp.kind == "cut":
         files = _run_cut(exp, data, results_dir, work, device)
     else:
-        files = _run_training(exp, data, results_dir, work, device, quiet)
+        files = _run_training(exp, data, results_dir, runs_dir, work, device, quiet)
     store_result(exp, files, results_dir)
     return find_result(exp, results_dir)
 
@@ -161,12 +165,16 @@ def keeps_weights(exp: Experiment, model, work: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------- running
-def _teacher_for(exp: Experiment, data: FER2013, results_dir: Path) -> CachedTeacher | None:
-    """The cached teacher a student distils from, after checking it cannot leak val rows."""
+def _teacher_for(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: Path,
+                 device) -> CachedTeacher | StoredViewTeacher | None:
+    """The teacher a student distils from, after checking it cannot leak val rows: its
+    cached logits on the clean images, or (``exp.teacher_views``) its stored views."""
     if exp.teacher is None:
         return None
     teacher = catalogue.get(exp.teacher)
     check_same_split(exp, teacher)
+    if exp.teacher_views:
+        return view_teacher(exp, data, results_dir, runs_dir, device)
     source = find_result(teacher, results_dir)
     if source is None or not (source.path / "train_logits.npz").exists():
         raise MissingResultError(f"{exp.name}: teacher {exp.teacher!r} has no stored "
@@ -178,6 +186,36 @@ def _teacher_for(exp: Experiment, data: FER2013, results_dir: Path) -> CachedTea
         raise ConfigError(f"{exp.name}: teacher {exp.teacher!r} cached {len(logits)} Training "
                           f"rows, this data set has {rows}: not the data it was trained on")
     return CachedTeacher(logits)
+
+
+def soft_label_path(exp: Experiment, results_dir: Path, runs_dir: Path) -> Path:
+    """Where the store of `exp`'s teacher views is cached: under ``runs/softlabels/``,
+    named after the teacher's stored result folder (its config hash) and K."""
+    teacher = find_result(catalogue.get(exp.teacher), results_dir)
+    folder = teacher.path.name if teacher is not None else catalogue.get(exp.teacher).folder
+    return runs_dir / "softlabels" / (f"{folder}-views{exp.teacher_views}"
+                                      f"-seed{SOFT_LABEL_SEED}.npz")
+
+
+def view_teacher(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: Path,
+                 device="cpu") -> StoredViewTeacher:
+    """`exp`'s teacher on the views the student sees: the ensemble's probabilities on
+    ``exp.teacher_views`` seeded augmentations of every Training image, built once from
+    the members' stored weights (`softlabels.load_or_build`) and cached in runs/."""
+    teacher = catalogue.get(exp.teacher)
+    names = teacher.members or (teacher.name,)
+    models = []
+    for name in names:
+        found = find_result(catalogue.get(name), results_dir)
+        if found is None or not found.has_weights():
+            raise MissingResultError(
+                f"{exp.name}: distilling on stored views needs the weights of teacher "
+                f"{name!r}, which are not stored; run `fer reproduce --only {name}`")
+        models.append(found.model())
+    images, _ = data.split("Training")
+    store = load_or_build(soft_label_path(exp, results_dir, runs_dir), models, images,
+                          exp.train, exp.teacher_views, SOFT_LABEL_SEED, device=device)
+    return StoredViewTeacher(store, exp.train)
 
 
 def check_same_split(student: Experiment, teacher: Experiment) -> None:
@@ -208,8 +246,8 @@ def _start_model(exp: Experiment, results_dir: Path):
     return slim(source.model(), exp.slim_fraction)
 
 
-def _run_training(exp, data, results_dir, work, device, quiet) -> dict:
-    teacher = _teacher_for(exp, data, results_dir)
+def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict:
+    teacher = _teacher_for(exp, data, results_dir, runs_dir, device)
     start = _start_model(exp, results_dir)
     res = train(exp.train, data, device=device, out_dir=work, resume=True, teacher=teacher,
                 model=start, quiet=quiet)
@@ -220,6 +258,8 @@ def _run_training(exp, data, results_dir, work, device, quiet) -> dict:
     metrics, logits = measure(model, data, exp.train, work, device)
     metrics.update({k: res.metrics[k] for k in ("best_epoch", "epochs", "device",
                                                 "train_seconds")})
+    if res.plain_model is not None:
+        metrics["without_average"] = plain_variant(res, data, exp, device, keep)
     files = {"history": res.history, "metrics": metrics, "logits": logits,
              "model": {"family": model.family, "hparams": model.hparams}}
     if exp.group == "teacher":
@@ -232,6 +272,19 @@ def _run_training(exp, data, results_dir, work, device, quiet) -> dict:
     if keep:
         files["weights"] = fp16_weights(model)
     return files
+
+
+def plain_variant(res, data: FER2013, exp: Experiment, device, stored: bool) -> dict:
+    """The same run without weight averaging, scored like the run: the plain iterate of
+    its own best validation epoch (`TrainResult.plain_model`), at every precision, as
+    ``{"best_epoch", "acc_by_precision"}``. `stored`: round its weights as the run's
+    are stored (`as_stored`), so the two are compared on equal terms."""
+    from .quantize import PRECISIONS
+
+    model = as_stored(res.plain_model) if stored else res.plain_model.eval()
+    sets = evaluation_sets(data, exp.train.val_fraction, exp.train.split_seed)
+    return {"best_epoch": res.metrics["plain_best_epoch"],
+            "acc_by_precision": score(model, sets, PRECISIONS, device=device).accuracy}
 
 
 def _run_cut(exp: Experiment, data: FER2013, results_dir: Path, work: Path, device) -> dict:
@@ -292,8 +345,8 @@ def rescore(exp: Experiment, data: FER2013, *, results_dir: str | os.PathLike | 
     weights: every accuracy, byte count and file hash then describes the files that are
     exported from them. A run without weights keeps its accuracies (nothing stored can
     reproduce them); its byte counts are re-measured on its architecture, since a file's
-    size depends on the tensors' shapes only. Training facts and the earlier bf16-autocast
-    check (``acc_bf16_autocast``) are kept.
+    size depends on the tensors' shapes only. Training facts, the earlier bf16-autocast
+    check (``acc_bf16_autocast``) and an averaged run's ``without_average`` are kept.
     """
     import tempfile
 
@@ -312,8 +365,10 @@ def rescore(exp: Experiment, data: FER2013, *, results_dir: str | os.PathLike | 
             write_metrics(result.path, old)
             return f"{old.get('scoring', 'fp32')} (no weights stored: bytes re-measured)"
         metrics, logits = measure(result.model(), data, exp.train, Path(work), device)
+    # Kept as measured: training facts, the old bf16 check, and the variant without
+    # weight averaging (its weights are not stored, so it cannot be re-measured).
     metrics.update({k: old[k] for k in ("best_epoch", "epochs", "device", "train_seconds",
-                                        "acc_bf16_autocast") if k in old})
+                                        "acc_bf16_autocast", "without_average") if k in old})
     metrics["scoring"] = "fp32, from the stored fp16 weights"
     write_metrics(result.path, metrics)
     write_outputs(result.path, logits, exp.keep_logits)

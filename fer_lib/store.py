@@ -8,7 +8,9 @@ description, :attr:`fer_lib.catalogue.Experiment.key`):
   without TTA), per-class accuracy, confusion matrices, params, FLOPs, bytes and
   accuracy at each precision, train seconds, device, and ``scoring``: how the accuracies
   were computed ("fp32", or "bf16 autocast" for GPU runs scored before fp32 scoring);
-- ``history.csv``: one row per epoch;
+- ``history.csv``: one row per epoch (an averaged run adds its plain iterate's
+  ``plain_val_acc``; its metrics add ``without_average``: that iterate's best epoch and
+  accuracies at each precision);
 - ``logits.npz`` (float16) or ``predictions.npz`` (uint8) on val, public and private;
 - ``weights-bn.npz``: fp16 weights (BatchNorm unfolded) of the students and ablations;
 - ``train_logits.npz``: a teacher's or an ensemble's logits on every Training image and
@@ -164,7 +166,11 @@ def store_result(exp: Experiment, files: dict, results_dir: str | os.PathLike | 
         (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
         write_metrics(tmp, files["metrics"])
         with open(tmp / "history.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["epoch", "loss", "val_acc", "lr", "seconds"])
+            # An averaged run's rows also hold its plain iterate's val accuracy.
+            extra = ["plain_val_acc"] if any("plain_val_acc" in h for h in files["history"]) \
+                else []
+            writer = csv.DictWriter(f, fieldnames=["epoch", "loss", "val_acc", *extra, "lr",
+                                                   "seconds"])
             writer.writeheader()
             writer.writerows(files["history"])
         write_outputs(tmp, files["logits"], exp.keep_logits)

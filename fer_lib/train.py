@@ -118,7 +118,11 @@ class TrainResult:
 
     metrics: ``params``, ``epochs``, ``best_epoch`` (1-based), ``best_val_acc`` (plain
     float32 val accuracy at that epoch, the selection criterion), ``device`` and
-    ``train_seconds``.
+    ``train_seconds``; with weight averaging (``cfg.ema``) also ``plain_best_epoch`` and
+    ``plain_best_val_acc``.
+    plain_model: with weight averaging, the plain SGD iterate of its own best validation
+    epoch (the same run without the average: the variant it is measured against); None
+    otherwise.
     """
 
     model: nn.Module
@@ -126,6 +130,7 @@ class TrainResult:
     history: list[dict]
     best_epoch: int
     metrics: dict
+    plain_model: nn.Module | None = None
 
 
 def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None = None,
@@ -156,14 +161,18 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
         teacher = teacher.to(device)
     history: list[dict] = []
     best = {"val_acc": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
-    # With weight averaging, the average is what is validated, selected and kept.
+    # With weight averaging, the average is what is validated, selected and kept. The
+    # plain iterate follows the very same trajectory (the average never feeds back into
+    # training), so it is validated and selected too, as the measured variant without
+    # averaging (`TrainResult.plain_model`), at no extra training cost.
     average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     judged = average.model if average is not None else model
+    best_plain = dict(best) if average is not None else None
     ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     start_epoch = 0
     if resume and ckpt_path is not None and ckpt_path.exists():
-        history, best, start_epoch = restore(ckpt_path, cfg.to_dict(), model, opt, sched, gen,
-                                             device, average)
+        history, best, start_epoch, best_plain = restore(
+            ckpt_path, cfg.to_dict(), model, opt, sched, gen, device, average)
     bar = tqdm(range(start_epoch, cfg.epochs), disable=quiet, unit="epoch",
                desc=f"{cfg.family} {count_params(model):,} params", initial=start_epoch,
                total=cfg.epochs)
@@ -176,17 +185,26 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
                                               channels_last=cfg.channels_last),
                                rows.val_y.cpu().numpy())
             best = _better(best, val_acc, epoch + 1, judged)
-            history.append({"epoch": epoch + 1, "loss": loss, "val_acc": val_acc,
-                            "lr": opt.param_groups[0]["lr"],
-                            "seconds": time.perf_counter() - t0})
+            row = {"epoch": epoch + 1, "loss": loss, "val_acc": val_acc,
+                   "lr": opt.param_groups[0]["lr"]}
+            if average is not None:
+                row["plain_val_acc"] = accuracy(
+                    predict_logits(model, rows.val_x, device=device,
+                                   channels_last=cfg.channels_last), rows.val_y.cpu().numpy())
+                best_plain = _better(best_plain, row["plain_val_acc"], epoch + 1, model)
+            history.append(row | {"seconds": time.perf_counter() - t0})
             bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_acc:.3f}")
             if ckpt_path is not None:
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(ckpt_path, training_state(model, cfg.to_dict(), epoch + 1, best,
                                                           opt, sched, gen, device, history,
-                                                          average))
+                                                          average, best_plain))
+    plain = None
+    if best_plain is not None:
+        plain = copy.deepcopy(model)
+        plain.load_state_dict(best_plain["state"])
     model.load_state_dict(best["state"])
-    return _result(model, cfg, history, best, device)
+    return _result(model, cfg, history, best, device, best_plain, plain)
 
 
 def _seeded(cfg: TrainConfig, device) -> tuple[torch.device, torch.Generator]:
@@ -207,13 +225,18 @@ def _better(best: dict, val_acc: float, epoch: int, judged: nn.Module) -> dict:
 
 
 def _result(model: nn.Module, cfg: TrainConfig, history: list[dict], best: dict,
-            device: torch.device) -> TrainResult:
+            device: torch.device, best_plain: dict | None = None,
+            plain: nn.Module | None = None) -> TrainResult:
     metrics = {"params": count_params(model), "epochs": cfg.epochs,
                "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
                "device": str(device),
                "train_seconds": float(sum(h["seconds"] for h in history))}
+    if best_plain is not None:
+        metrics |= {"plain_best_epoch": best_plain["epoch"],
+                    "plain_best_val_acc": best_plain["val_acc"]}
     return TrainResult(model=model.cpu().eval(), config=cfg, history=history,
-                       best_epoch=best["epoch"], metrics=metrics)
+                       best_epoch=best["epoch"], metrics=metrics,
+                       plain_model=None if plain is None else plain.cpu().eval())
 
 
 def train_one_epoch(model, splits: TrainingData, cfg: TrainConfig, opt, sched, gen,

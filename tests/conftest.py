@@ -293,7 +293,8 @@ TINY = dict(epochs=1, batch_size=64, lr=0.05, warmup_epochs=0.1, channels_last=F
 
 def mini_catalogue() -> dict:
     """A miniature catalogue: two teachers, their ensemble, a distilled student, a sparse
-    student slimmed and fine-tuned, and a cut of the student without training."""
+    student slimmed and fine-tuned, a cut of the student without training, and a student
+    averaged and distilled on stored views of its teachers."""
     from fer_lib import experiments as ex
     from fer_lib.train import TrainConfig
 
@@ -317,6 +318,9 @@ def mini_catalogue() -> dict:
                                     slim_fraction=0.5))
     exps.append(ex.Experiment("cut", "ablation-cut", exps[3].train, kind="cut",
                               slim_from="stu", slim_fraction=0.5, precision="int8"))
+    # Distilled on two stored views per image, with a weight average kept.
+    exps.append(ex.Experiment("stu-views", "student", TrainConfig(**small, ema=0.9, **TINY),
+                              teacher="ens", teacher_views=2, precision="int8"))
     return {e.name: e for e in exps}
 
 

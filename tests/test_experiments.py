@@ -135,11 +135,71 @@ def test_student_distils_from_the_ensemble_cache(mini, small_fer):
                           for t in teachers], axis=0)
     np.testing.assert_allclose(np.exp(stored), mean_probs, atol=2e-3)
     # ... which is what the student's cached teacher hands out, for the rows asked.
-    teacher = ex._teacher_for(catalogue["stu"], small_fer, results)
+    teacher = ex._teacher_for(catalogue["stu"], small_fer, results, results.parent / "runs",
+                              "cpu")
     np.testing.assert_array_equal(teacher.logits.numpy(), stored)
     rows, flipped = torch.tensor([0, 7, len(stored) - 1]), torch.tensor([False, True, True])
     np.testing.assert_array_equal(teacher(torch.zeros(3, 1, 48, 48), rows, flipped).numpy(),
                                   stored[[0, 7, len(stored) - 1], [0, 1, 1]])
+
+
+def test_view_student_learns_from_its_teachers_on_stored_views(mini, small_fer):
+    """``teacher_views`` builds the store from the members' stored weights, once, under
+    runs/softlabels/: each stored target is the members' mean probability on the view its
+    draws make, and the student's trainer replays those views."""
+    from fer_lib.softlabels import SoftLabelStore, make_views
+
+    catalogue, results = mini
+    exp = catalogue["stu-views"]
+    path = ex.soft_label_path(exp, results, results.parent / "runs")
+    assert path.parent.name == "softlabels" and path.exists()
+    images, _ = small_fer.split("Training")
+    members = [ex.find_result(catalogue[m], results).model() for m in ("t-a", "t-b")]
+    store = SoftLabelStore.load(path, teachers=members, images=images, views=2,
+                                seed=ex.SOFT_LABEL_SEED, cfg=exp.train)
+    rows = torch.tensor([0, 5, len(images) - 1])
+    x = make_views(torch.as_tensor(images)[rows], store.draws[rows, 1], exp.train)
+    with torch.no_grad():
+        want = torch.stack([torch.softmax(m(x), -1) for m in members]).mean(0)
+    torch.testing.assert_close(store.probs[rows, 1].float(), want, atol=2e-3, rtol=0)
+    teacher = ex._teacher_for(exp, small_fer, results, results.parent / "runs", "cpu")
+    assert teacher.views == 2 and torch.equal(teacher.store.probs, store.probs)
+
+
+def test_averaged_run_stores_its_variant_without_the_average(mini):
+    """An averaged run also measures its plain iterate (same run, own best epoch) at every
+    precision, beside the average it keeps."""
+    catalogue, results = mini
+    metrics = ex.find_result(catalogue["stu-views"], results).metrics
+    plain = metrics["without_average"]
+    assert 1 <= plain["best_epoch"] <= metrics["epochs"]
+    assert set(plain["acc_by_precision"]) == set(metrics["acc_by_precision"])
+    for precision, accs in plain["acc_by_precision"].items():
+        assert set(accs) == set(metrics["acc_by_precision"][precision])
+        assert all(0 <= a <= 1 for a in accs.values())
+    assert "without_average" not in ex.find_result(catalogue["stu"], results).metrics
+
+
+def test_views_need_the_teachers_weights(mini, small_fer, tmp_path):
+    import shutil
+
+    catalogue, results = mini
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    (copy / catalogue["t-b"].folder / "weights-bn.npz").unlink()
+    with pytest.raises(ex.MissingResultError, match=r"weights of teacher 't-b'.*--only t-b"):
+        ex.view_teacher(catalogue["stu-views"], small_fer, copy, tmp_path / "runs")
+
+
+def test_a_later_experiment_field_at_its_default_keeps_stored_hashes():
+    """`teacher_views` came after results were stored: at 0 it is not hashed, so every
+    stored run keeps its folder; set, it is part of the description."""
+    base = ex.Experiment("s", "student", teacher="ens")
+    assert "teacher_views" not in base.to_dict()
+    views = dataclasses.replace(base, teacher_views=4)
+    assert views.to_dict()["teacher_views"] == 4 and views.key != base.key
+    with pytest.raises(ValueError, match="teacher_views"):
+        ex.Experiment("s", "student", teacher_views=4)
 
 
 @pytest.mark.parametrize("name", ["stu", "cut"])
@@ -323,7 +383,7 @@ def test_a_teacher_cache_of_other_data_is_refused(mini, small_fer):
     catalogue, results = mini
     fewer = FER2013(small_fer.images[5:], small_fer.labels[5:], small_fer.usage[5:])
     with pytest.raises(ex.ConfigError, match="not the data it was trained on"):
-        ex._teacher_for(catalogue["stu"], fewer, results)
+        ex._teacher_for(catalogue["stu"], fewer, results, results.parent / "runs", "cpu")
 
 
 def test_rerun_replaces_a_stored_result(mini, small_fer, tmp_path):

@@ -480,3 +480,26 @@ def test_averaged_run_keeps_the_average_and_resumes_exactly(small_fer, tmp_path,
     _same_history(full.history, resumed.history)
     for name, value in full.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
+    for name, value in full.plain_model.state_dict().items():
+        torch.testing.assert_close(resumed.plain_model.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_averaged_run_also_selects_the_plain_iterate(small_fer, tmp_path):
+    """The variant without averaging comes from the same run: every epoch validates the
+    plain iterate too, and `plain_model` is the iterate of its own best epoch."""
+    cfg = dataclasses.replace(TINY, ema=0.9, epochs=2)
+    res = train(cfg, small_fer, device="cpu", out_dir=tmp_path, quiet=True)
+    plain = [h["plain_val_acc"] for h in res.history]
+    best = int(np.argmax(plain)) + 1  # the first best, as selection keeps the first
+    assert res.metrics["plain_best_epoch"] == best
+    assert res.metrics["plain_best_val_acc"] == plain[best - 1]
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["best_plain_epoch"] == best
+    for name, value in state["best_plain_model"].items():
+        torch.testing.assert_close(res.plain_model.state_dict()[name], value, rtol=0, atol=0)
+    if best == cfg.epochs:  # then it is the last iterate itself, not the average
+        for name, value in state["model"].items():
+            torch.testing.assert_close(res.plain_model.state_dict()[name], value, rtol=0,
+                                       atol=0)
+    unaveraged = train(TINY, small_fer, device="cpu", quiet=True)
+    assert unaveraged.plain_model is None and "plain_val_acc" not in unaveraged.history[0]
