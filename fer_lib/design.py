@@ -83,3 +83,32 @@ def design_study(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
                 "private_mean": stored["private_acc"].mean(),
                 "private_std": stored["private_acc"].std(ddof=1)})
     return pd.DataFrame(rows, columns=list(DESIGN_COLUMNS))
+
+
+def design_pick(study: pd.DataFrame, budget: str) -> str | None:
+    """The design chosen at `budget`: the best mean validation accuracy over seeds, once
+    every design of the budget has all its seeds stored (None before). Ties go to the
+    design listed first in `catalogue.DESIGN_BUDGETS`."""
+    rows = study[study["budget"] == budget]
+    if rows.empty or (rows["seeds"] < len(catalogue.DESIGN_SEEDS)).any():
+        return None
+    return str(rows.loc[rows["val_mean"].idxmax(), "design"])
+
+
+def nearest_counts(family: str, target: int, width: float, step: float = 1e-4,
+                   **hparams) -> tuple[int, int]:
+    """The parameter counts of `family` nearest `target` from below (<=) and above (>),
+    walking the width multiplier from `width` in steps of `step`: channels are whole
+    numbers, so the count moves in jumps and cannot hit every target."""
+    from .models import params_for
+
+    def count(w: float) -> int:
+        return params_for(family, width=w, **hparams)
+
+    w = width
+    while count(w) > target:
+        w -= step
+    below = count(w)
+    while count(w) <= target:
+        w += step
+    return below, count(w)

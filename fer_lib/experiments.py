@@ -260,6 +260,11 @@ def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict
                                                 "train_seconds")})
     if res.plain_model is not None:
         metrics["without_average"] = plain_variant(res, data, exp, device, keep)
+    if isinstance(teacher, StoredViewTeacher):  # what its soft labels cost, once
+        header = teacher.store.header
+        metrics["soft_labels"] = {"views": teacher.views, "bytes": teacher.store.nbytes(),
+                                  "build_seconds": header.get("build_seconds"),
+                                  "built_on": header.get("built_on")}
     files = {"history": res.history, "metrics": metrics, "logits": logits,
              "model": {"family": model.family, "hparams": model.hparams}}
     if exp.group == "teacher":

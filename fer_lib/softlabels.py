@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,11 +254,13 @@ def build_store(teachers: list[nn.Module], images: np.ndarray | torch.Tensor, cf
     modes = [t.training for t in teachers]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     models = [t.to(device).eval().to(memory_format=fmt) for t in teachers]
+    start = time.perf_counter()
     try:
         probs = _ensemble_probs(models, images, u, cfg, batch_size, device, fmt)
     finally:
         for t, mode in zip(teachers, modes, strict=True):
             t.train(mode)
+    header["build_seconds"] = time.perf_counter() - start  # a record, never checked
     return SoftLabelStore(probs.view(n, views, NUM_CLASSES), u, header)
 
 

@@ -164,6 +164,8 @@ def test_view_student_learns_from_its_teachers_on_stored_views(mini, small_fer):
     torch.testing.assert_close(store.probs[rows, 1].float(), want, atol=2e-3, rtol=0)
     teacher = ex._teacher_for(exp, small_fer, results, results.parent / "runs", "cpu")
     assert teacher.views == 2 and torch.equal(teacher.store.probs, store.probs)
+    cost = ex.find_result(exp, results).metrics["soft_labels"]
+    assert cost["views"] == 2 and cost["bytes"] == store.nbytes() and cost["build_seconds"] > 0
 
 
 def test_averaged_run_stores_its_variant_without_the_average(mini):

@@ -1,0 +1,79 @@
+"""The student design study (#26): candidates at their budgets, the replica of report A's
+model, the pick on validation, and the runs built on it. Stored-results checks need no
+data set (they read results/)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from fer_lib import catalogue
+from fer_lib.design import design_pick, design_study, nearest_counts
+from fer_lib.models import build, count_params
+from fer_lib.quantize import export_npz
+
+TINY_BUDGET = 32_768
+STRONG_BUDGET = 225_000
+
+
+def _model(name: str):
+    cfg = catalogue.get(name).train
+    return build(cfg.family, **cfg.model_args)
+
+
+@pytest.mark.parametrize("budget", list(catalogue.DESIGN_BUDGETS))
+def test_every_candidate_sits_at_its_budget_and_fits_the_strong_limit(budget, tmp_path):
+    target, precision, designs = catalogue.DESIGN_BUDGETS[budget]
+    for design in designs:
+        model = _model(catalogue.design_name(budget, design, 0))
+        assert abs(count_params(model) - target) / target < 0.02, design
+        assert export_npz(model, tmp_path / "m.npz", precision) <= STRONG_BUDGET, design
+
+
+def test_replica_is_the_nearest_count_our_layout_reaches():
+    """Report A's 102,709 parameters cannot be hit exactly by one width multiplier; the
+    replica takes whichever reachable count is nearer (the book quotes both)."""
+    model = _model(catalogue.design_name("100k", "replica", 0))
+    width = model.hparams["width"]
+    below, above = nearest_counts("mobilenet_v2", catalogue.REPLICA_PARAMS, width)
+    assert below <= catalogue.REPLICA_PARAMS < above
+    nearer = min((below, above), key=lambda c: abs(c - catalogue.REPLICA_PARAMS))
+    assert count_params(model) == nearer
+    assert model.hparams.get("expansion", 4) == 4  # inverted residuals, expansion 4
+
+
+def test_a_design_is_picked_only_when_every_seed_is_stored_and_on_validation():
+    def study(seeds, val):
+        return pd.DataFrame({"budget": "b", "design": ["x", "y"], "seeds": seeds,
+                             "val_mean": val, "private_mean": [0.9, 0.1]})
+
+    full = len(catalogue.DESIGN_SEEDS)
+    assert design_pick(study([full, full - 1], [0.5, 0.6]), "b") is None
+    assert design_pick(study([full, full], [0.5, 0.6]), "b") == "y"  # not private's x
+    assert design_pick(study([full, full], [0.6, 0.6]), "b") == "x"  # tie: listed first
+    assert design_pick(study([full, full], [0.5, 0.6]), "other") is None
+
+
+def test_the_catalogue_picks_are_the_studys_choice_on_validation():
+    """`DESIGN_PICKS` is what the stored study chose, and holds a pick only for a budget
+    whose study is complete: the long runs and the distillation arms are built on it."""
+    study = design_study()
+    for budget in catalogue.DESIGN_BUDGETS:
+        assert catalogue.DESIGN_PICKS.get(budget) == design_pick(study, budget), budget
+
+
+def test_runs_after_the_design_use_the_pick_and_fit_their_budgets(monkeypatch, tmp_path):
+    """With picks (here assumed), the long runs average their weights, the tiny one fits
+    32,768 bytes at int8, and the three distillation arms differ only in their teacher."""
+    monkeypatch.setattr(catalogue, "DESIGN_PICKS", {"200k": "early", "100k": "replica"})
+    exps = catalogue.build_catalogue()
+    long = {n: e for n, e in exps.items() if e.group == "long"}
+    assert set(long) == {"long-200k-early", "long-100k-replica", "long-27k-early"}
+    assert all(e.train.ema > 0 and e.teacher is None for e in long.values())
+    tiny = long["long-27k-early"]
+    model = build(tiny.train.family, **tiny.train.model_args)
+    assert export_npz(model, tmp_path / "m.npz", tiny.precision) <= TINY_BUDGET
+    arms = [exps[catalogue.views_name(arm, 1)] for arm in catalogue.VIEWS_ARMS]
+    assert [a.teacher_views for a in arms] == [0, 0, catalogue.VIEWS_PER_IMAGE]
+    assert [a.teacher for a in arms] == [None, catalogue.CPU_ENSEMBLE, catalogue.CPU_ENSEMBLE]
+    assert arms[0].train == arms[1].train == arms[2].train and arms[0].train.seed == 1
