@@ -27,9 +27,7 @@ from fer_lib import catalogue, paths
 from fer_lib.deploy import machine_description
 from fer_lib.models import build
 from fer_lib.plan import probe
-from fer_lib.softlabels import build_store
-
-COSTS = "softlabel_costs.json"  # in results/
+from fer_lib.softlabels import COSTS, build_store
 
 
 def seconds_per_view(teacher, cfg, images: int, views: int, repeats: int = 3) -> float:

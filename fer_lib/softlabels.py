@@ -340,3 +340,38 @@ class StoredViewTeacher:
         """(B, 7) float32 logits: log of the stored probabilities of view k of each row."""
         dev = self.logp.device
         return self.logp[rows.to(dev), k.to(dev)].to(x.device)
+
+
+# ----------------------------------------------------------------------------- the cost
+COSTS = "softlabel_costs.json"  # in results/, written by benchmarks/bench_softlabels.py
+
+
+def teaching_costs(teachers: int, views: int, epochs: int, record: dict | None = None,
+                   results_dir: str | os.PathLike | None = None) -> dict:
+    """Seconds of CPU time to teach one student on its views, online and from a store.
+
+    From the rates `benchmarks/bench_softlabels.py` measured in one run (``record``,
+    default ``results/softlabel_costs.json``): ``student_epoch`` (training on FER2013's
+    Training rows bar validation), ``online_epoch`` (the teachers labelling every one of
+    those views, added to each epoch), ``online_run`` (that over `epochs`), ``store``
+    (the teachers labelling `views` views of every Training image, once; the store then
+    serves any number of runs), ``break_even_epochs`` (the epochs after which the store
+    is cheaper), and the record's ``machine``.
+    """
+    from . import paths
+    from .data import VAL_FRACTION
+    from .plan import TRAINING_IMAGES
+
+    if record is None:
+        path = Path(results_dir or paths.results_dir()) / COSTS
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no measured teaching costs; run "
+                                    "benchmarks/bench_softlabels.py --write")
+        record = json.loads(path.read_text())
+    rows = TRAINING_IMAGES * (1 - VAL_FRACTION)
+    per_view = teachers * record["teacher_seconds_per_view"]
+    store = TRAINING_IMAGES * views * per_view
+    return {"student_epoch": rows * record["student_seconds_per_image"],
+            "online_epoch": rows * per_view, "online_run": epochs * rows * per_view,
+            "store": store, "break_even_epochs": store / (rows * per_view),
+            "machine": record.get("machine", "")}

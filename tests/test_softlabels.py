@@ -212,3 +212,28 @@ def test_stored_view_teacher_refuses_other_augmentation_and_rows(store):
         StoredViewTeacher(store, cfg=TrainConfig(erase=0.5, shift=2.0), source="soft.npz")
     with pytest.raises(IndexError, match="beyond the store's 40 images"):
         StoredViewTeacher(store).draws(torch.tensor([40]), torch.Generator())
+
+
+def test_teaching_costs_follow_from_the_two_measured_rates():
+    """Online teaching pays the teachers on every training view of every epoch; a store
+    pays them on K views of every Training image once."""
+    from fer_lib.data import VAL_FRACTION
+    from fer_lib.plan import TRAINING_IMAGES
+    from fer_lib.softlabels import teaching_costs
+
+    record = {"teacher_seconds_per_view": 0.002, "student_seconds_per_image": 0.001}
+    cost = teaching_costs(teachers=3, views=8, epochs=50, record=record)
+    rows = TRAINING_IMAGES * (1 - VAL_FRACTION)
+    assert cost["online_epoch"] == pytest.approx(3 * 0.002 * rows)
+    assert cost["online_epoch"] / cost["student_epoch"] == pytest.approx(6)
+    assert cost["online_run"] == pytest.approx(50 * cost["online_epoch"])
+    assert cost["store"] == pytest.approx(8 * 3 * 0.002 * TRAINING_IMAGES)
+    assert cost["break_even_epochs"] == pytest.approx(8 / (1 - VAL_FRACTION))
+    assert teaching_costs(3, 16, 50, record)["store"] == pytest.approx(2 * cost["store"])
+
+
+def test_teaching_costs_name_the_missing_measurement(tmp_path):
+    from fer_lib.softlabels import teaching_costs
+
+    with pytest.raises(FileNotFoundError, match="bench_softlabels.py"):
+        teaching_costs(3, 8, 50, results_dir=tmp_path)
