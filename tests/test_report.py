@@ -243,3 +243,27 @@ def test_cpu_cost_names_runs_without_a_probe():
     text = cpu_cost(rows([30.0, float("nan"), float("nan")]))
     assert text.startswith("about 30 min of CPU time plus 2 runs not yet estimated")
     assert cpu_cost(rows([float("nan")])).startswith("1 run not yet estimated")
+
+
+def test_compare_seeds_tests_each_group_against_the_baseline_over_stored_seeds():
+    """Means, spreads and Welch's test come from the stored rows; a missing seed is
+    counted, not invented."""
+    from fer_lib.report import compare_seeds, reported_table
+    from fer_lib.stats import welch as welch_test
+
+    rows = reported_table().set_index("run")
+    a = ["student-27k-kd-T1-a50", "student-27k-kd-T1-a50-s1", "student-27k-kd-T1-a50-s2"]
+    b = ["student-27k-kd", "student-27k-kd-s1", "student-27k-kd-s2", "not-a-run"]
+    if not set(a + b[:3]) <= set(rows.index):
+        pytest.skip("the KD seeds are not all stored")
+    cmp = compare_seeds({"pick": a, "own": b}, baseline="own", splits=("val", "private"))
+    assert not cmp.complete and cmp.stored["own"] == b[:3]
+    want = welch_test(rows.loc[a, "val_acc"], rows.loc[b[:3], "val_acc"])
+    assert cmp.tests[("pick", "val")]["p"] == pytest.approx(want["p"])
+    assert cmp.effects[("pick", "val")].value == pytest.approx(want["diff"])
+    table = cmp.table()
+    assert list(table["split"]) == ["val", "private"]
+    assert "own (3 of 4 seeds)" in table.columns and "pick − own (Welch)" in table.columns
+    assert table.iloc[0]["pick − own (Welch)"].startswith(cmp.effects[("pick", "val")].text)
+    with pytest.raises(KeyError, match="baseline"):
+        compare_seeds({"pick": a}, baseline="own")
