@@ -19,7 +19,8 @@ from .store import find_result
 
 DESIGN_COLUMNS = ("budget", "design", "run", "family", "params", "flops", "precision", "bytes",
                   "last_resolution", "epoch_seconds", "epoch_seconds_measured", "seeds",
-                  "val_mean", "val_std", "private_mean", "private_std")
+                  "val_mean", "val_std", "public_mean", "public_std", "private_mean",
+                  "private_std")
 
 
 def last_resolution(model) -> int:
@@ -80,6 +81,8 @@ def design_study(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
                 estimate_seconds(exp, rate) / exp.train.epochs,
                 "epoch_seconds_measured": bool(seconds), "seeds": len(stored),
                 "val_mean": stored["val_acc"].mean(), "val_std": stored["val_acc"].std(ddof=1),
+                "public_mean": stored["public_acc"].mean(),
+                "public_std": stored["public_acc"].std(ddof=1),
                 "private_mean": stored["private_acc"].mean(),
                 "private_std": stored["private_acc"].std(ddof=1)})
     return pd.DataFrame(rows, columns=list(DESIGN_COLUMNS))
