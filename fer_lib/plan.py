@@ -7,7 +7,8 @@ on a small synthetic data set (no FER2013 needed), per architecture, so it inclu
 augmentation, the optimiser and the validation pass exactly as a real run does.
 Probes are recorded in ``results/cpu_probes.json`` (with the machine and the thread
 count), so the book can list the missing runs with their cost without probing while it
-builds. Runs that do not train (ensembles, cuts) cost nothing here.
+builds. Runs that do not train (ensembles, cuts) cost nothing here; the first run that
+distils on stored views also pays for labelling them (`store_seconds`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,30 @@ def estimate_seconds(exp: Experiment, seconds_per_image: float | None) -> float:
     return exp.train.epochs * TRAINING_IMAGES * (1 - VAL_FRACTION) * seconds_per_image
 
 
+def store_seconds(exp: Experiment, counted: set, results_dir=None, runs_dir=None) -> float:
+    """The one-off CPU seconds of labelling `exp`'s soft-label store (``teacher_views``),
+    charged to the first run in `counted`'s walk that needs a store not yet built (0 for
+    every other run; NaN without a measured labelling rate). Adds the store to `counted`.
+    """
+    if not exp.teacher_views:
+        return 0.0
+    from .experiments import soft_label_path
+    from .softlabels import teaching_costs
+
+    path = soft_label_path(exp, Path(results_dir or paths.results_dir()),
+                           Path(runs_dir or paths.runs_dir()))
+    if path in counted or path.exists():
+        return 0.0
+    counted.add(path)
+    teacher = catalogue.get(exp.teacher)
+    try:
+        costs = teaching_costs(len(teacher.members) or 1, exp.teacher_views, exp.train.epochs,
+                               results_dir=results_dir)
+    except FileNotFoundError:
+        return float("nan")
+    return costs["store"]
+
+
 def load_probes(results_dir: str | os.PathLike | None = None) -> dict:
     """The recorded probes: ``{"machine": str, "threads": int, "rates": {key: s/image}}``."""
     path = Path(results_dir or paths.results_dir()) / PROBES
@@ -94,7 +119,7 @@ def plan(names: list[str], *, measure: bool = False,
 
     probes = load_probes(results_dir)
     rates = probes.setdefault("rates", {})
-    rows = []
+    rows, stores = [], set()
     for name in names:
         exp = catalogue.get(name)
         key = architecture_key(exp) if exp.kind == "train" else ""
@@ -108,7 +133,8 @@ def plan(names: list[str], *, measure: bool = False,
                           threads=torch.get_num_threads())
             write_probes(probes, results_dir)
         rows.append({"run": name, "kind": exp.kind, "architecture": key,
-                     "seconds": estimate_seconds(exp, rates.get(key))})
+                     "seconds": estimate_seconds(exp, rates.get(key))
+                     + store_seconds(exp, stores, results_dir)})
     return rows
 
 

@@ -89,3 +89,33 @@ def test_progress_scales_what_is_left_by_what_was_seen():
     assert "about 7 min left" in progress.done("b", 200.0)  # 2 x 200 s for c
     last = progress.done("c", 10.0)
     assert last.startswith("3/3 done") and "left" not in last
+
+
+def test_the_first_run_on_stored_views_pays_for_labelling_them(tmp_path, monkeypatch):
+    """Three seeds share one store: the plan charges its labelling once, to the first
+    run that needs it, at the measured rate; a store already built costs nothing."""
+    import dataclasses
+    import json
+
+    from fer_lib import catalogue
+    from fer_lib.catalogue import Experiment
+    from fer_lib.plan import TRAINING_IMAGES, store_seconds
+
+    ens = Experiment("ens", "ensemble", kind="ensemble", members=("a", "b"))
+    runs = [Experiment(f"v{seed}", "views", teacher="ens", teacher_views=4) for seed in range(3)]
+    monkeypatch.setattr(catalogue, "experiments", lambda: {e.name: e for e in (ens, *runs)})
+    (tmp_path / "results").mkdir()
+    record = {"teacher_seconds_per_view": 0.001, "student_seconds_per_image": 0.001}
+    (tmp_path / "results" / "softlabel_costs.json").write_text(json.dumps(record))
+    counted: set = set()
+    costs = [store_seconds(e, counted, tmp_path / "results", tmp_path / "runs") for e in runs]
+    assert costs[0] == pytest.approx(TRAINING_IMAGES * 4 * 2 * 0.001) and costs[1:] == [0, 0]
+    other = dataclasses.replace(runs[0], name="k8", teacher_views=8)
+    assert store_seconds(other, counted, tmp_path / "results", tmp_path / "runs") > costs[0]
+    from fer_lib.experiments import soft_label_path
+
+    built = soft_label_path(runs[0], tmp_path / "results", tmp_path / "runs")
+    built.parent.mkdir(parents=True)
+    built.touch()
+    assert store_seconds(runs[0], set(), tmp_path / "results", tmp_path / "runs") == 0
+    assert store_seconds(Experiment("plain", "student"), set()) == 0
