@@ -34,6 +34,7 @@ from .formatting import (  # noqa: F401  (re-exported: the chapters' one import)
     printed_sign,
 )
 from .quantize import PRECISIONS, STRONG_BUDGET
+from .seeds import SeedComparison, compare_seeds  # noqa: F401  (re-exported)
 from .stats import holm  # noqa: F401  (re-exported)
 from .store import accuracy_by_precision, find_result, stored_results
 
@@ -82,82 +83,6 @@ def kd_effect(size: str, split: str = "private",
     minus its label-only twin ``student-<size>-nokd`` on `split`, one seed each, at
     their reported precision. Every chapter quotes the KD effect from here."""
     return gap(f"student-{size}-kd", f"student-{size}-nokd", split, results_dir)
-
-
-@dataclass
-class SeedComparison:
-    """Groups of seeds of one recipe each, against a baseline group (`compare_seeds`).
-
-    stored: the stored runs of each group; effects[(group, split)]: the mean of `group`
-    minus the baseline's mean (an `Effect`); tests[(group, split)]: Welch's test over the
-    seeds (`stats.welch`), or None while a group has fewer than two stored seeds;
-    complete: every named run is stored; accuracies[run][split]: its accuracy (a fraction).
-    """
-
-    groups: dict[str, list[str]]
-    baseline: str
-    splits: tuple[str, ...]
-    stored: dict[str, list[str]]
-    effects: dict
-    tests: dict
-    complete: bool
-    accuracies: dict
-
-    def spread(self, group: str, split: str) -> str:
-        """Mean ± standard deviation over the stored seeds, unbroken ("missing" if none)."""
-        values = self._values(group, split)
-        if len(values) < 2:
-            return fmt(float(np.mean(values)), "acc") if len(values) else "missing"
-        sd = fmt(float(np.std(values, ddof=1)), "pp").lstrip("+")
-        return f"{fmt(float(np.mean(values)), 'acc')}{NBSP}±{NBSP}{sd}"
-
-    def difference(self, group: str, split: str) -> str:
-        """The printed difference from the baseline with Welch's p, or "–"."""
-        test = self.tests[(group, split)]
-        if test is None or test["p"] != test["p"]:
-            return "–"
-        return f"{self.effects[(group, split)].text} (p{NBSP}={NBSP}{fmt(test['p'], 'p')})"
-
-    def table(self) -> pd.DataFrame:
-        """One row per split: each group's spread, and each other group minus baseline."""
-        out = {"split": list(self.splits)}
-        for group, names in self.groups.items():
-            out[f"{group} ({len(self.stored[group])} of {len(names)} seeds)"] = [
-                self.spread(group, s) for s in self.splits]
-        for group in self.groups:
-            if group != self.baseline:
-                out[f"{group} − {self.baseline} (Welch)"] = [
-                    self.difference(group, s) for s in self.splits]
-        return pd.DataFrame(out)
-
-    def _values(self, group: str, split: str) -> list[float]:
-        return [self.accuracies[n][split] for n in self.stored[group]]
-
-
-def compare_seeds(groups: dict[str, list[str]], baseline: str,
-                  splits: tuple[str, ...] = ("val", "public", "private"),
-                  results_dir: str | os.PathLike | None = None) -> SeedComparison:
-    """Compare recipes over seeds: `groups` maps a label to its runs (one per seed), each
-    at its reported precision; every other group is tested against `baseline` with
-    Welch's test. Missing runs are left out and counted (`SeedComparison.complete`)."""
-    from .stats import welch
-
-    if baseline not in groups:
-        raise KeyError(f"baseline {baseline!r} is not one of the groups {list(groups)}")
-    rows = reported_table(results_dir).set_index("run")
-    stored = {g: [n for n in names if n in rows.index] for g, names in groups.items()}
-    accuracies = {n: {s: float(rows.loc[n, f"{s}_acc"]) for s in splits}
-                  for names in stored.values() for n in names}
-    effects, tests = {}, {}
-    for group in groups:
-        for split in splits:
-            a = [accuracies[n][split] for n in stored[group]]
-            b = [accuracies[n][split] for n in stored[baseline]]
-            effects[(group, split)] = Effect(float(np.mean(a)), float(np.mean(b))) \
-                if a and b else None
-            tests[(group, split)] = welch(a, b) if len(a) > 1 and len(b) > 1 else None
-    return SeedComparison(groups, baseline, tuple(splits), stored, effects, tests,
-                          all(len(stored[g]) == len(n) for g, n in groups.items()), accuracies)
 
 
 def validation_size(results_dir: str | os.PathLike | None = None) -> int:

@@ -159,20 +159,15 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
     sched = make_scheduler(opt, cfg, math.ceil(len(rows.train_y) / cfg.batch_size))
     if teacher is not None and hasattr(teacher, "to"):
         teacher = teacher.to(device)
-    history: list[dict] = []
-    best = {"val_acc": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     # With weight averaging, the average is what is validated, selected and kept. The
     # plain iterate follows the very same trajectory (the average never feeds back into
     # training), so it is validated and selected too, as the measured variant without
     # averaging (`TrainResult.plain_model`), at no extra training cost.
     average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     judged = average.model if average is not None else model
-    best_plain = dict(best) if average is not None else None
     ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
-    start_epoch = 0
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        history, best, start_epoch, best_plain = restore(
-            ckpt_path, cfg.to_dict(), model, opt, sched, gen, device, average)
+    history, best, start_epoch, best_plain = _starting_point(
+        model, cfg, opt, sched, gen, device, average, ckpt_path if resume else None)
     bar = tqdm(range(start_epoch, cfg.epochs), disable=quiet, unit="epoch",
                desc=f"{cfg.family} {count_params(model):,} params", initial=start_epoch,
                total=cfg.epochs)
@@ -181,16 +176,12 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
             t0 = time.perf_counter()
             loss = train_one_epoch(model, rows, cfg, opt, sched, gen, teacher, memory_format,
                                    average)
-            val_acc = accuracy(predict_logits(judged, rows.val_x, device=device,
-                                              channels_last=cfg.channels_last),
-                               rows.val_y.cpu().numpy())
+            val_acc = _val_accuracy(judged, rows, cfg, device)
             best = _better(best, val_acc, epoch + 1, judged)
             row = {"epoch": epoch + 1, "loss": loss, "val_acc": val_acc,
                    "lr": opt.param_groups[0]["lr"]}
             if average is not None:
-                row["plain_val_acc"] = accuracy(
-                    predict_logits(model, rows.val_x, device=device,
-                                   channels_last=cfg.channels_last), rows.val_y.cpu().numpy())
+                row["plain_val_acc"] = _val_accuracy(model, rows, cfg, device)
                 best_plain = _better(best_plain, row["plain_val_acc"], epoch + 1, model)
             history.append(row | {"seconds": time.perf_counter() - t0})
             bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_acc:.3f}")
@@ -199,12 +190,22 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
                 save_checkpoint(ckpt_path, training_state(model, cfg.to_dict(), epoch + 1, best,
                                                           opt, sched, gen, device, history,
                                                           average, best_plain))
-    plain = None
-    if best_plain is not None:
-        plain = copy.deepcopy(model)
-        plain.load_state_dict(best_plain["state"])
-    model.load_state_dict(best["state"])
-    return _result(model, cfg, history, best, device, best_plain, plain)
+    return _result(model, cfg, history, best, device, best_plain)
+
+
+def _starting_point(model, cfg, opt, sched, gen, device, average, ckpt_path):
+    """(history, best, epochs done, best plain iterate or None): a fresh run's, or those
+    of the checkpoint at `ckpt_path` when it exists (restored into the run's objects)."""
+    if ckpt_path is not None and ckpt_path.exists():
+        return restore(ckpt_path, cfg.to_dict(), model, opt, sched, gen, device, average)
+    best = {"val_acc": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
+    return [], best, 0, (dict(best) if average is not None else None)
+
+
+def _val_accuracy(model: nn.Module, rows: TrainingData, cfg: TrainConfig, device) -> float:
+    """Plain float32 accuracy of `model` on the run's validation rows."""
+    return accuracy(predict_logits(model, rows.val_x, device=device,
+                                   channels_last=cfg.channels_last), rows.val_y.cpu().numpy())
 
 
 def _seeded(cfg: TrainConfig, device) -> tuple[torch.device, torch.Generator]:
@@ -225,8 +226,14 @@ def _better(best: dict, val_acc: float, epoch: int, judged: nn.Module) -> dict:
 
 
 def _result(model: nn.Module, cfg: TrainConfig, history: list[dict], best: dict,
-            device: torch.device, best_plain: dict | None = None,
-            plain: nn.Module | None = None) -> TrainResult:
+            device: torch.device, best_plain: dict | None = None) -> TrainResult:
+    """`model` with the best epoch's weights loaded (and, for an averaged run, a copy
+    with the best plain iterate's), and the run's metrics."""
+    plain = None
+    if best_plain is not None:
+        plain = copy.deepcopy(model)
+        plain.load_state_dict(best_plain["state"])
+    model.load_state_dict(best["state"])
     metrics = {"params": count_params(model), "epochs": cfg.epochs,
                "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
                "device": str(device),
