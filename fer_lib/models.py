@@ -66,17 +66,8 @@ def plain_cnn(width: float = 1.0, dropout: float = 0.2, downsample: str = "pool"
     """Plain CNN: 3x3 conv-BN-ReLU everywhere. Where the layout strides, a 2x2 max-pool
     before the conv (``downsample="pool"``, the Q3 sweep) or a stride-2 conv
     (``"stride"``, as the MobileNet does it: the Q4 ablation)."""
-    _check_width(width)
-    _check_downsample(downsample)
-    cin = scaled(V1_STEM, width)
-    layers: list[nn.Module] = [conv_bn(1, cin)]
-    for channels, stride in V1_LAYOUT:
-        if stride == 2 and downsample == "pool":
-            layers.append(nn.MaxPool2d(2))
-        cout = scaled(channels, width)
-        layers.append(conv_bn(cin, cout, 3, stride if downsample == "stride" else 1))
-        cin = cout
-    return nn.Sequential(*layers, classifier(cin, dropout))
+    return _v1_layout(width, dropout, downsample,
+                      lambda cin, cout, stride: conv_bn(cin, cout, 3, stride))
 
 
 def _check_downsample(downsample: str) -> None:
@@ -89,6 +80,15 @@ def mobilenet_v1(width: float = 1.0, dropout: float = 0.2, downsample: str = "st
     """MobileNetV1: each 3x3 conv factorised into depthwise 3x3 + pointwise 1x1. Where the
     layout strides, the depthwise conv has stride 2 (``downsample="stride"``, the Q2
     sweep) or a 2x2 max-pool comes first (``"pool"``, as the plain CNN: the Q4 ablation)."""
+    return _v1_layout(width, dropout, downsample, lambda cin, cout, stride: nn.Sequential(
+        conv_bn(cin, cin, 3, stride, groups=cin), conv_bn(cin, cout, 1)))
+
+
+def _v1_layout(width: float, dropout: float, downsample: str, block) -> nn.Sequential:
+    """The stem, `V1_LAYOUT` of ``block(cin, cout, stride)`` and the classifier, shared
+    by the plain CNN and MobileNetV1 so that they differ in their blocks only. With
+    ``downsample="pool"`` a 2x2 max-pool precedes each strided block, which then has
+    stride 1."""
     _check_width(width)
     _check_downsample(downsample)
     cin = scaled(V1_STEM, width)
@@ -97,9 +97,7 @@ def mobilenet_v1(width: float = 1.0, dropout: float = 0.2, downsample: str = "st
         if stride == 2 and downsample == "pool":
             layers.append(nn.MaxPool2d(2))
         cout = scaled(channels, width)
-        layers.append(nn.Sequential(
-            conv_bn(cin, cin, 3, stride if downsample == "stride" else 1, groups=cin),
-            conv_bn(cin, cout, 1)))
+        layers.append(block(cin, cout, stride if downsample == "stride" else 1))
         cin = cout
     return nn.Sequential(*layers, classifier(cin, dropout))
 
