@@ -503,3 +503,37 @@ def test_averaged_run_also_selects_the_plain_iterate(small_fer, tmp_path):
                                        atol=0)
     unaveraged = train(TINY, small_fer, device="cpu", quiet=True)
     assert unaveraged.plain_model is None and "plain_val_acc" not in unaveraged.history[0]
+
+
+def test_trainer_trains_on_exactly_the_views_the_store_labelled(small_fer):
+    """Distilling from a soft-label store, every image the student is shown is, bit for
+    bit, the view whose stored probabilities are its target: the trainer rebuilds each
+    view from the stored draws of the (row, view) it asks the teacher for."""
+    from fer_lib.models import build
+    from fer_lib.softlabels import StoredViewTeacher, build_store
+
+    images, _ = small_fer.split("Training")
+    cfg = dataclasses.replace(TINY, epochs=2, kd_alpha=0.5)
+    labeller, labelled = build("mobilenet_v1", width=0.1), []
+    labeller.register_forward_pre_hook(lambda _m, args: labelled.append(args[0].clone()))
+    store = build_store([labeller], images, cfg, views=3, seed=3, batch_size=32,
+                        channels_last=False)
+    labelled = torch.cat(labelled).view(len(images), 3, 1, 48, 48)
+
+    class Recording(StoredViewTeacher):
+        asked: list = []
+
+        def __call__(self, x, rows, flipped, k):
+            self.asked.append((rows.clone(), k.clone()))
+            return super().__call__(x, rows, flipped, k)
+
+    student, shown = build(cfg.family, **cfg.model_args), []
+    student.register_forward_pre_hook(
+        lambda m, args: shown.append(args[0].clone()) if m.training else None)
+    teacher = Recording(store, cfg)
+    train(cfg, small_fer, device="cpu", teacher=teacher, model=student, quiet=True)
+    assert len(shown) == len(teacher.asked) > 2
+    for x, (rows, k) in zip(shown, teacher.asked, strict=True):
+        assert torch.equal(x, labelled[rows, k])
+    views = torch.cat([k for _, k in teacher.asked])
+    assert set(views.tolist()) == {0, 1, 2}  # each epoch picks among all stored views
