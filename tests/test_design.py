@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from fer_lib import catalogue
+from fer_lib import catalogue, paths
 from fer_lib.design import design_pick, design_study, nearest_counts
 from fer_lib.models import build, count_params
 from fer_lib.quantize import export_npz
@@ -77,3 +77,26 @@ def test_runs_after_the_design_use_the_pick_and_fit_their_budgets(monkeypatch, t
     assert [a.teacher_views for a in arms] == [0, 0, catalogue.VIEWS_PER_IMAGE]
     assert [a.teacher for a in arms] == [None, catalogue.CPU_ENSEMBLE, catalogue.CPU_ENSEMBLE]
     assert arms[0].train == arms[1].train == arms[2].train and arms[0].train.seed == 1
+
+
+def test_epoch_cost_comes_from_the_one_run_benchmark_when_recorded(tmp_path):
+    """The benchmark's rate, times one epoch's training rows, is the table's cost; a
+    candidate without one falls back to the probe (and says so)."""
+    import json
+    import shutil
+
+    from fer_lib.data import VAL_FRACTION
+    from fer_lib.design import DESIGN_COSTS
+    from fer_lib.plan import PROBES, TRAINING_IMAGES
+
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(paths.results_dir() / PROBES, results / PROBES)
+    (results / DESIGN_COSTS).write_text(json.dumps(
+        {"machine": "m", "seconds_per_image": {"design-100k-v1": 0.002}}))
+    study = design_study(results).set_index("run")
+    row = study.loc["design-100k-v1"]
+    assert row["epoch_seconds_benchmarked"]
+    assert row["epoch_seconds"] == pytest.approx(0.002 * TRAINING_IMAGES * (1 - VAL_FRACTION))
+    assert not study.loc["design-100k-6x6", "epoch_seconds_benchmarked"]
+    assert study["seeds"].eq(0).all()  # no stored runs in this folder
