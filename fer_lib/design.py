@@ -136,3 +136,32 @@ def nearest_counts(family: str, target: int, width: float, step: float = 1e-4,
     while count(w) <= target:
         w += step
     return below, count(w)
+
+
+AVERAGING_COLUMNS = ("run", "precision", "epochs", "best_epoch", "plain_best_epoch", "val",
+                     "plain_val", "public", "plain_public", "private", "plain_private")
+
+
+def averaging_table(runs: list[str], results_dir: str | os.PathLike | None = None
+                    ) -> pd.DataFrame:
+    """Each stored run of `runs` that averaged its weights (``TrainConfig.ema``), against
+    the same run without the average: the kept average's best epoch and accuracies, and
+    those of the plain iterate at its own best validation epoch (``without_average`` in
+    its metrics), both at the run's reported precision. Columns `AVERAGING_COLUMNS`;
+    runs not stored, or without an average, are left out."""
+    rows = []
+    for name in runs:
+        result = find_result(catalogue.get(name), results_dir)
+        if result is None or "without_average" not in result.metrics:
+            continue
+        precision = result.experiment.precision
+        kept = result.metrics["acc_by_precision"][precision]
+        plain = result.metrics["without_average"]
+        rows.append({"run": name, "precision": precision,
+                     "epochs": result.metrics["epochs"],
+                     "best_epoch": result.metrics["best_epoch"],
+                     "plain_best_epoch": plain["best_epoch"],
+                     **{split: kept[split] for split in ("val", "public", "private")},
+                     **{f"plain_{split}": plain["acc_by_precision"][precision][split]
+                        for split in ("val", "public", "private")}})
+    return pd.DataFrame(rows, columns=list(AVERAGING_COLUMNS))

@@ -476,3 +476,19 @@ def test_paths_follow_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_RESULTS_DIR", str(tmp_path / "elsewhere"))
     assert paths.results_dir() == tmp_path / "elsewhere"
     assert ex.find_result(ex.CATALOGUE["hw3-cnn"]) is None  # looks there, finds nothing
+
+
+def test_averaging_table_sets_the_average_against_its_plain_iterate(mini):
+    from fer_lib.design import averaging_table
+
+    catalogue, results = mini
+    table = averaging_table(["stu-views", "stu"], results)
+    assert list(table["run"]) == ["stu-views"]  # only averaged runs
+    with pytest.raises(KeyError, match="no experiment named 'nope'"):
+        averaging_table(["nope"], results)
+    row = table.iloc[0]
+    metrics = ex.find_result(catalogue["stu-views"], results).metrics
+    assert row["val"] == metrics["acc_by_precision"]["int8"]["val"]
+    plain = metrics["without_average"]
+    assert row["plain_private"] == plain["acc_by_precision"]["int8"]["private"]
+    assert row["plain_best_epoch"] == plain["best_epoch"]
