@@ -13,14 +13,10 @@ machine with nothing else running. --write records seconds per training image in
 from __future__ import annotations
 
 import argparse
-import json
 
-import torch
-
-from fer_lib import catalogue, paths
-from fer_lib.deploy import machine_description
+from fer_lib import catalogue
 from fer_lib.design import DESIGN_COSTS
-from fer_lib.plan import probe
+from fer_lib.plan import benchmark_record, probe, write_benchmark
 
 
 def main() -> None:
@@ -33,12 +29,9 @@ def main() -> None:
             name = catalogue.design_name(budget, design, 0)
             rates[name.rsplit("-s", 1)[0]] = rate = probe(catalogue.get(name))
             print(f"{name.rsplit('-s', 1)[0]:24s} {rate * 1e3:.3f} ms per training image")
-    record = {"machine": machine_description(torch.get_num_threads()),
-              "threads": torch.get_num_threads(), "seconds_per_image": rates}
     if args.write:
-        path = paths.results_dir() / DESIGN_COSTS
-        path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {path}")
+        record = benchmark_record({"seconds_per_image": rates})
+        print(f"wrote {write_benchmark(DESIGN_COSTS, record)}")
 
 
 if __name__ == "__main__":

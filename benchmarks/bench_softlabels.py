@@ -23,10 +23,9 @@ import time
 
 import torch
 
-from fer_lib import catalogue, paths
-from fer_lib.deploy import machine_description
+from fer_lib import catalogue
 from fer_lib.models import build
-from fer_lib.plan import probe
+from fer_lib.plan import benchmark_record, probe, write_benchmark
 from fer_lib.softlabels import COSTS, build_store
 
 
@@ -57,19 +56,16 @@ def main() -> None:
                    if catalogue.VIEWS_BUDGET in picks else catalogue.get("student-100k-nokd"))
     view_s = seconds_per_view(teacher, student_exp.train, args.images, args.views)
     student_s = probe(student_exp)
-    record = {"machine": machine_description(torch.get_num_threads()),
-              "threads": torch.get_num_threads(), "teacher": teacher_exp.name,
-              "teacher_seconds_per_view": view_s, "student": student_exp.name,
-              "student_seconds_per_image": student_s}
+    record = benchmark_record({"teacher": teacher_exp.name, "teacher_seconds_per_view": view_s,
+                               "student": student_exp.name,
+                               "student_seconds_per_image": student_s})
     print(json.dumps(record, indent=1))
     print(f"one teacher labels a view in {view_s * 1e3:.2f} ms; the student trains on an "
           f"image in {student_s * 1e3:.2f} ms: online teaching by "
           f"{len(catalogue.CPU_TEACHERS)} teachers multiplies an epoch by "
           f"{1 + len(catalogue.CPU_TEACHERS) * view_s / student_s:.1f}")
     if args.write:
-        path = paths.results_dir() / COSTS
-        path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {path}")
+        print(f"wrote {write_benchmark(COSTS, record)}")
 
 
 if __name__ == "__main__":

@@ -138,6 +138,23 @@ def plan(names: list[str], *, measure: bool = False,
     return rows
 
 
+def benchmark_record(values: dict) -> dict:
+    """`values` measured by a benchmark, with the machine and thread count they were
+    measured on (what every ``results/*_costs.json`` holds)."""
+    from .deploy import machine_description
+
+    return {"machine": machine_description(torch.get_num_threads()),
+            "threads": torch.get_num_threads(), **values}
+
+
+def write_benchmark(filename: str, record: dict,
+                    results_dir: str | os.PathLike | None = None) -> Path:
+    """Write a `benchmark_record` as ``results/<filename>`` (sorted JSON); returns its path."""
+    path = Path(results_dir or paths.results_dir()) / filename
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return path
+
+
 def format_duration(seconds: float) -> str:
     """"1 h 05 min", "12 min", "45 s"; "?" for NaN."""
     if seconds != seconds:

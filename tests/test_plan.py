@@ -119,3 +119,15 @@ def test_the_first_run_on_stored_views_pays_for_labelling_them(tmp_path, monkeyp
     built.touch()
     assert store_seconds(runs[0], set(), tmp_path / "results", tmp_path / "runs") == 0
     assert store_seconds(Experiment("plain", "student"), set()) == 0
+
+
+def test_a_benchmark_record_names_its_machine_and_is_written_sorted(tmp_path):
+    import json
+
+    from fer_lib.plan import benchmark_record, write_benchmark
+
+    record = benchmark_record({"rate": 0.5})
+    assert record["rate"] == 0.5 and record["threads"] >= 1 and record["machine"]
+    path = write_benchmark("costs.json", record, tmp_path)
+    assert path == tmp_path / "costs.json" and json.loads(path.read_text()) == record
+    assert list(json.loads(path.read_text())) == sorted(record)
