@@ -26,9 +26,9 @@ def main() -> None:
     rates = {}
     for budget, (_, _, designs) in catalogue.DESIGN_BUDGETS.items():
         for design in designs:
-            name = catalogue.design_name(budget, design, 0)
-            rates[name.rsplit("-s", 1)[0]] = rate = probe(catalogue.get(name))
-            print(f"{name.rsplit('-s', 1)[0]:24s} {rate * 1e3:.3f} ms per training image")
+            name = catalogue.design_name(budget, design)
+            rates[name] = rate = probe(catalogue.get(catalogue.design_name(budget, design, 0)))
+            print(f"{name:24s} {rate * 1e3:.3f} ms per training image")
     if args.write:
         record = benchmark_record({"seconds_per_image": rates})
         print(f"wrote {write_benchmark(DESIGN_COSTS, record)}")

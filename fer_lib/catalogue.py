@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import TrainConfig, without_later_defaults
 from .models import width_for_params
 
 
@@ -60,11 +60,8 @@ class Experiment:
     def to_dict(self) -> dict:
         """The description its hash is taken of: fields added after results were stored
         (`LATER_EXPERIMENT_FIELDS`) are left out at their default, as are the config's."""
-        values = asdict(self)
+        values = without_later_defaults(asdict(self), LATER_EXPERIMENT_FIELDS)
         values["train"] = self.train.to_dict()  # later options at their default left out
-        for name, default in LATER_EXPERIMENT_FIELDS.items():
-            if values[name] == default:
-                del values[name]
         return json.loads(json.dumps(values))  # tuples -> lists: the JSON form
 
     @property
@@ -205,18 +202,24 @@ CPU_ENSEMBLE = "teacher-cpu-ensemble"
 KEEP_WEIGHTS = frozenset(CPU_TEACHERS)
 
 
-def design_name(budget: str, design: str, seed: int) -> str:
-    """``design-200k-6x6-s1``: the design study's run of `design` at `budget`, `seed`."""
-    return f"design-{budget}-{design}-s{seed}"
+def design_name(budget: str, design: str, seed: int | None = None) -> str:
+    """``design-200k-6x6-s1``: the design study's run of `design` at `budget`, `seed`;
+    without a seed, the name its seeds share (``design-200k-6x6``)."""
+    return f"design-{budget}-{design}" + ("" if seed is None else f"-s{seed}")
+
+
+def _design_config(design: str, target: int, **recipe) -> TrainConfig:
+    """`design` (`STUDENT_DESIGNS`; "replica" is the base layout) sized by its width
+    multiplier to `target` parameters, trained on `recipe`."""
+    family, args = STUDENT_DESIGNS["base" if design == "replica" else design]
+    args = json.loads(json.dumps(args))  # tuples -> lists, as a stored config reads back
+    width = round(width_for_params(family, target, **args), 4)
+    return TrainConfig(family=family, model_args={"width": width, **args}, **recipe)
 
 
 def _design(budget: str, design: str, seed: int) -> Experiment:
     target, precision, _ = DESIGN_BUDGETS[budget]
-    family, args = STUDENT_DESIGNS["base" if design == "replica" else design]
-    args = json.loads(json.dumps(args))  # tuples -> lists, as a stored config reads back
-    width = round(width_for_params(family, target, **args), 4)
-    cfg = TrainConfig(family=family, model_args={"width": width, **args}, seed=seed,
-                      **DESIGN_RECIPE)
+    cfg = _design_config(design, target, seed=seed, **DESIGN_RECIPE)
     return Experiment(design_name(budget, design, seed), "design", cfg, precision=precision,
                       keep_logits=True)
 
@@ -227,11 +230,7 @@ def _picked(name: str, budget: str, group: str, target: int | None = None,
     """A run of the design `DESIGN_PICKS` holds for `budget`, sized to `target`
     parameters (default: the budget's), on `recipe`."""
     goal, budget_precision, _ = DESIGN_BUDGETS[budget]
-    family, args = STUDENT_DESIGNS["base" if DESIGN_PICKS[budget] == "replica"
-                                   else DESIGN_PICKS[budget]]
-    args = json.loads(json.dumps(args))
-    width = round(width_for_params(family, target or goal, **args), 4)
-    cfg = TrainConfig(family=family, model_args={"width": width, **args}, **recipe)
+    cfg = _design_config(DESIGN_PICKS[budget], target or goal, **recipe)
     return Experiment(name, group, cfg, teacher=teacher, teacher_views=views,
                       precision=precision or budget_precision, keep_logits=True)
 

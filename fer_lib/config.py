@@ -67,11 +67,13 @@ class TrainConfig:
         hold their default, so adding an option changes no stored run's hash and no
         checkpoint's config: those runs did use the default.
         """
-        values = dataclasses.asdict(self)
-        for name, default in LATER_FIELDS.items():
-            if values[name] == default:
-                del values[name]
-        return values
+        return without_later_defaults(dataclasses.asdict(self), LATER_FIELDS)
+
+
+def without_later_defaults(values: dict, later: dict) -> dict:
+    """`values` without the fields of `later` (added after results were stored) that
+    hold their default there: a stored description's hash stays what it was."""
+    return {k: v for k, v in values.items() if k not in later or v != later[k]}
 
 
 # Options added after the first results were stored, with their defaults (see to_dict).

@@ -68,6 +68,7 @@ def design_study(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     rows = []
     for budget, (_, precision, designs) in catalogue.DESIGN_BUDGETS.items():
         for design in designs:
+            name = catalogue.design_name(budget, design)
             runs = [catalogue.design_name(budget, design, s) for s in catalogue.DESIGN_SEEDS]
             exp = catalogue.get(runs[0])
             model = build(exp.train.family, **exp.train.model_args)
@@ -77,14 +78,14 @@ def design_study(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
             seconds = [np.median([h["seconds"] for h in find_result(catalogue.get(r),
                                                                   results_dir).history])
                        for r in stored["run"]]
-            rate = benchmarked.get(runs[0].rsplit("-s", 1)[0], rates.get(architecture_key(exp)))
+            rate = benchmarked.get(name, rates.get(architecture_key(exp)))
             rows.append({
-                "budget": budget, "design": design, "run": runs[0].rsplit("-s", 1)[0],
+                "budget": budget, "design": design, "run": name,
                 "family": exp.train.family, "params": count_params(model),
                 "flops": count_flops(model), "precision": precision, "bytes": size,
                 "last_resolution": last_resolution(model),
                 "epoch_seconds": estimate_seconds(exp, rate) / exp.train.epochs,
-                "epoch_seconds_benchmarked": runs[0].rsplit("-s", 1)[0] in benchmarked,
+                "epoch_seconds_benchmarked": name in benchmarked,
                 "run_epoch_seconds": float(np.mean(seconds)) if seconds else float("nan"),
                 "seeds": len(stored),
                 "val_mean": stored["val_acc"].mean(), "val_std": stored["val_acc"].std(ddof=1),
@@ -101,12 +102,9 @@ DESIGN_COSTS = "design_costs.json"  # in results/, written by benchmarks/bench_d
 def load_design_costs(results_dir: str | os.PathLike | None = None) -> dict:
     """The benchmark's record: ``{"machine", "threads", "seconds_per_image": {run: s}}``
     keyed by the study's run names without seed (``design-200k-early``); {} if absent."""
-    import json
+    from .plan import read_benchmark
 
-    from . import paths
-
-    path = Path(results_dir or paths.results_dir()) / DESIGN_COSTS
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_benchmark(DESIGN_COSTS, results_dir) or {}
 
 
 def design_pick(study: pd.DataFrame, budget: str) -> str | None:

@@ -28,6 +28,7 @@ from .data import FER2013, VAL_FRACTION
 
 PROBES = "cpu_probes.json"  # in results/
 TRAINING_IMAGES = 28_709  # FER2013's Training split
+TRAINING_ROWS = TRAINING_IMAGES * (1 - VAL_FRACTION)  # what one epoch trains on
 PROBE_IMAGES = 2_560  # synthetic Training images per probe (nine batches + validation)
 
 
@@ -67,7 +68,7 @@ def estimate_seconds(exp: Experiment, seconds_per_image: float | None) -> float:
         return 0.0
     if seconds_per_image is None:
         return float("nan")
-    return exp.train.epochs * TRAINING_IMAGES * (1 - VAL_FRACTION) * seconds_per_image
+    return exp.train.epochs * TRAINING_ROWS * seconds_per_image
 
 
 def store_seconds(exp: Experiment, counted: set, results_dir=None, runs_dir=None) -> float:
@@ -153,6 +154,13 @@ def write_benchmark(filename: str, record: dict,
     path = Path(results_dir or paths.results_dir()) / filename
     path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def read_benchmark(filename: str, results_dir: str | os.PathLike | None = None
+                   ) -> dict | None:
+    """The record `write_benchmark` wrote as ``results/<filename>``, or None if absent."""
+    path = Path(results_dir or paths.results_dir()) / filename
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def format_duration(seconds: float) -> str:

@@ -32,8 +32,11 @@ class SeedComparison:
     stored: dict[str, list[str]]
     effects: dict
     tests: dict
-    complete: bool
     accuracies: dict
+
+    @property
+    def complete(self) -> bool:
+        return all(len(self.stored[g]) == len(names) for g, names in self.groups.items())
 
     def spread(self, group: str, split: str) -> str:
         """Mean ± standard deviation over the stored seeds, unbroken ("missing" if none)."""
@@ -90,5 +93,4 @@ def compare_seeds(groups: dict[str, list[str]], baseline: str,
             effects[(group, split)] = Effect(float(np.mean(a)), float(np.mean(b))) \
                 if a and b else None
             tests[(group, split)] = welch(a, b) if len(a) > 1 and len(b) > 1 else None
-    return SeedComparison(groups, baseline, tuple(splits), stored, effects, tests,
-                          all(len(stored[g]) == len(n) for g, n in groups.items()), accuracies)
+    return SeedComparison(groups, baseline, tuple(splits), stored, effects, tests, accuracies)

@@ -359,19 +359,18 @@ def teaching_costs(teachers: int, views: int, epochs: int, record: dict | None =
     is cheaper), and the record's ``machine``.
     """
     from . import paths
-    from .data import VAL_FRACTION
-    from .plan import TRAINING_IMAGES
+    from .plan import TRAINING_IMAGES, TRAINING_ROWS, read_benchmark
 
     if record is None:
-        path = Path(results_dir or paths.results_dir()) / COSTS
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no measured teaching costs; run "
+        record = read_benchmark(COSTS, results_dir)
+        if record is None:
+            raise FileNotFoundError(f"{Path(results_dir or paths.results_dir()) / COSTS}: no "
+                                    "measured teaching costs; run "
                                     "benchmarks/bench_softlabels.py --write")
-        record = json.loads(path.read_text())
-    rows = TRAINING_IMAGES * (1 - VAL_FRACTION)
     per_view = teachers * record["teacher_seconds_per_view"]
+    online_epoch = TRAINING_ROWS * per_view
     store = TRAINING_IMAGES * views * per_view
-    return {"student_epoch": rows * record["student_seconds_per_image"],
-            "online_epoch": rows * per_view, "online_run": epochs * rows * per_view,
-            "store": store, "break_even_epochs": store / (rows * per_view),
+    return {"student_epoch": TRAINING_ROWS * record["student_seconds_per_image"],
+            "online_epoch": online_epoch, "online_run": epochs * online_epoch,
+            "store": store, "break_even_epochs": store / online_epoch,
             "machine": record.get("machine", "")}
