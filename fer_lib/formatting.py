@@ -47,6 +47,18 @@ def fmt(value, kind: str) -> str:
     return formats[kind](float(value))
 
 
+def mean_sd(mean: float, sd: float, seeds: int, unit: bool = True) -> str:
+    """A mean over seeds with its standard deviation: "63.2 % ± 0.4 points" (or "± 0.4"
+    with unit=False, for a table whose header names the unit); the mean alone for one
+    seed, "missing" for none. mean and sd are fractions; unbroken by no-break spaces."""
+    if seeds == 0:
+        return "missing"
+    if seeds == 1:
+        return fmt(mean, "acc")
+    spread = fmt(sd, "pp").lstrip("+")
+    return f"{fmt(mean, 'acc')}{NBSP}±{NBSP}{spread if unit else spread.split(NBSP)[0]}"
+
+
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 

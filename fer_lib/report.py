@@ -30,6 +30,7 @@ from .formatting import (  # noqa: F401  (re-exported: the chapters' one import)
     Table,
     fmt,
     join_words,
+    mean_sd,
     number_word,
     printed_sign,
 )

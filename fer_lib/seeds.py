@@ -7,13 +7,14 @@ quotes each difference as an `Effect` (the difference of the printed means).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .formatting import NBSP, Effect, fmt
+from .formatting import NBSP, Effect, fmt, mean_sd
 
 
 @dataclass
@@ -41,10 +42,8 @@ class SeedComparison:
     def spread(self, group: str, split: str) -> str:
         """Mean ± standard deviation over the stored seeds, unbroken ("missing" if none)."""
         values = self._values(group, split)
-        if len(values) < 2:
-            return fmt(float(np.mean(values)), "acc") if len(values) else "missing"
-        sd = fmt(float(np.std(values, ddof=1)), "pp").lstrip("+")
-        return f"{fmt(float(np.mean(values)), 'acc')}{NBSP}±{NBSP}{sd}"
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        return mean_sd(float(np.mean(values)) if values else math.nan, sd, len(values))
 
     def difference(self, group: str, split: str) -> str:
         """The printed difference from the baseline with Welch's p, or "–"."""

@@ -114,6 +114,14 @@ def test_fmt_joins_a_number_and_its_unit_so_no_line_breaks_between_them():
     assert "63.7~\\%" in table._repr_latex_()
 
 
+def test_mean_sd_prints_the_mean_with_its_spread_over_seeds():
+    nb = report.NBSP
+    assert report.mean_sd(0.6321, 0.0043, 2) == f"63.2{nb}%{nb}±{nb}0.4{nb}points"
+    assert report.mean_sd(0.6321, 0.0043, 3, unit=False) == f"63.2{nb}%{nb}±{nb}0.4"
+    assert report.mean_sd(0.6321, math.nan, 1) == f"63.2{nb}%"
+    assert report.mean_sd(math.nan, math.nan, 0) == "missing"
+
+
 def test_fmt_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="unknown kind 'percent'"):
         report.fmt(0.5, "percent")
