@@ -164,7 +164,7 @@ REPLICA_PARAMS = 102_709  # report A's count (hw8_reports.md)
 # The design each budget's study chose on validation (`fer_lib.design.design_pick`: the
 # best mean validation accuracy over the seeds, once all of the budget's runs are stored;
 # a test checks these against the stored runs). The runs below are built on them.
-DESIGN_PICKS: dict[str, str] = {"100k": "v1"}
+DESIGN_PICKS: dict[str, str] = {"200k": "early", "100k": "v1"}
 # The long schedule (#26 item 2), label-only: 150 epochs cost about 7.5 times the study's
 # 20, with an exponential average of the weights kept (a horizon of about 1,000 steps,
 # some 10 epochs at 101 steps an epoch); the same run also measures the plain iterate
