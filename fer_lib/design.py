@@ -8,13 +8,15 @@ book's view of them, one row per budget and design.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import catalogue
-from .report import precision_table
+from .formatting import Effect
+from .report import precision_table, selection_noise
 from .store import find_result
 
 DESIGN_COLUMNS = ("budget", "design", "run", "family", "params", "flops", "precision", "bytes",
@@ -115,6 +117,36 @@ def design_pick(study: pd.DataFrame, budget: str) -> str | None:
     if rows.empty or (rows["seeds"] < len(catalogue.DESIGN_SEEDS)).any():
         return None
     return str(rows.loc[rows["val_mean"].idxmax(), "design"])
+
+
+@dataclass(frozen=True)
+class DesignChoice:
+    """What a budget's pick (`design_pick`) rests on. lead: the pick's mean validation
+    accuracy minus the runner-up's (an `Effect`); firm: the lead exceeds one validation
+    standard error (`report.selection_noise`) at the pick's accuracy; cost: the pick's
+    seconds per epoch over the cheapest design's at the budget (1.0: it is the cheapest)."""
+
+    budget: str
+    pick: str
+    runner_up: str
+    lead: Effect
+    firm: bool
+    cost: float
+
+
+def design_choice(study: pd.DataFrame, budget: str,
+                  results_dir: str | os.PathLike | None = None) -> DesignChoice | None:
+    """The facts behind `budget`'s pick in `study` (`design_study`), None before it is
+    made or when the budget tried one design only."""
+    pick = design_pick(study, budget)
+    rows = study[study["budget"] == budget].set_index("design")
+    if pick is None or len(rows) < 2:
+        return None
+    runner_up = str(rows.drop(index=pick)["val_mean"].idxmax())
+    lead = Effect(rows.loc[pick, "val_mean"], rows.loc[runner_up, "val_mean"])
+    firm = lead.value > selection_noise(rows.loc[pick, "val_mean"], results_dir)
+    return DesignChoice(budget, pick, runner_up, lead, bool(firm),
+                        float(rows.loc[pick, "epoch_seconds"] / rows["epoch_seconds"].min()))
 
 
 def nearest_counts(family: str, target: int, width: float, step: float = 1e-4,

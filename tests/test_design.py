@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fer_lib import catalogue, paths
-from fer_lib.design import design_pick, design_study, nearest_counts
+from fer_lib.design import design_choice, design_pick, design_study, nearest_counts
 from fer_lib.models import build, count_params
 from fer_lib.quantize import export_npz
 
@@ -52,6 +52,25 @@ def test_a_design_is_picked_only_when_every_seed_is_stored_and_on_validation():
     assert design_pick(study([full, full], [0.5, 0.6]), "b") == "y"  # not private's x
     assert design_pick(study([full, full], [0.6, 0.6]), "b") == "x"  # tie: listed first
     assert design_pick(study([full, full], [0.5, 0.6]), "other") is None
+
+
+def test_a_choice_names_the_runner_up_its_lead_against_one_standard_error_and_its_cost():
+    full = len(catalogue.DESIGN_SEEDS)
+
+    def study(val):
+        return pd.DataFrame({"budget": "b", "design": ["x", "y", "z"], "seeds": full,
+                             "val_mean": val, "epoch_seconds": [30.0, 45.0, 29.0]})
+
+    close = design_choice(study([0.600, 0.605, 0.590]), "b")
+    assert (close.pick, close.runner_up) == ("y", "x")
+    assert close.lead.value == pytest.approx(0.005)
+    assert not close.firm  # 0.5 points: under one standard error on ~2,900 images
+    assert close.cost == pytest.approx(45.0 / 29.0)
+    clear = design_choice(study([0.58, 0.62, 0.57]), "b")
+    assert clear.firm and clear.runner_up == "x"
+    assert design_choice(study([0.6, 0.6, 0.6]).iloc[:1], "b") is None  # nothing to beat
+    missing = study([0.6, 0.7, 0.5]).assign(seeds=[full, full - 1, full])
+    assert design_choice(missing, "b") is None
 
 
 def test_the_catalogue_picks_are_the_studys_choice_on_validation():
