@@ -342,6 +342,14 @@ def _results_dir() -> Path:
     return paths.results_dir()
 
 
+def kd_tests(sizes, results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Private KD-vs-labels McNemar tests of the stored `sizes`, in order, + Holm's p_holm."""
+    pairs = paired_tests(results_dir)
+    kd = pairs[(pairs["kind"] == "kd") & (pairs["set"] == "private")].set_index("size")
+    kd = kd.loc[[size for size in sizes if size in kd.index]]
+    return kd.assign(p_holm=holm(kd["p"].to_numpy()))
+
+
 def paired_tests(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """The stored McNemar tests (`write_paired_tests`); empty if never written."""
     path = (Path(results_dir) if results_dir else _results_dir()) / PAIRED_TESTS

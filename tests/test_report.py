@@ -122,6 +122,18 @@ def test_mean_sd_prints_the_mean_with_its_spread_over_seeds():
     assert report.mean_sd(math.nan, math.nan, 0) == "missing"
 
 
+def test_kd_tests_adjust_the_sizes_stored_as_one_family():
+    stored = report.paired_tests()
+    kd = stored[(stored["kind"] == "kd") & (stored["set"] == "private")]
+    if kd.empty:
+        pytest.skip("no KD McNemar test is stored")
+    sizes = ["missing-size", *reversed(kd["size"].tolist())]
+    tests = report.kd_tests(sizes)
+    assert list(tests.index) == sizes[1:]  # the stored ones, in the order asked
+    np.testing.assert_allclose(tests["p_holm"], report.holm(tests["p"].to_numpy()))
+    assert (tests["p_holm"] >= tests["p"]).all()
+
+
 def test_fmt_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="unknown kind 'percent'"):
         report.fmt(0.5, "percent")
