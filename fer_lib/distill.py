@@ -59,6 +59,41 @@ def average_logits(logits: torch.Tensor | np.ndarray, mode: str = "probs"):
     return out.numpy() if is_numpy else out
 
 
+def choose_members(val_logits: dict[str, np.ndarray], labels: np.ndarray
+                   ) -> list[tuple[str, float]]:
+    """Ensemble members chosen on validation by greedy forward selection (Caruana et al.,
+    2004, without replacement).
+
+    `val_logits` maps each candidate to its (N, 7) validation logits, `labels` is (N,).
+    Start from no member; each round adds the candidate whose addition gives the highest
+    validation accuracy of the averaged probabilities (`average_logits`); stop when no
+    addition raises it. Returns the path ``[(member, accuracy once it joined), ...]``
+    (accuracy as a fraction), whose names are the members. Ties go to the candidate that
+    comes first in `val_logits`, so the choice does not depend on chance.
+    """
+    if not val_logits:
+        raise ValueError("choose_members needs at least one candidate")
+    labels = np.asarray(labels)
+    for name, logits in val_logits.items():
+        if logits.shape != (len(labels), 7):
+            raise ValueError(f"candidate {name!r}: validation logits of shape {logits.shape}, "
+                             f"expected ({len(labels)}, 7) for {len(labels)} labels")
+    probs = {n: torch.softmax(torch.as_tensor(v).float(), -1).numpy()
+             for n, v in val_logits.items()}
+    path: list[tuple[str, float]] = []
+    total = np.zeros((len(labels), 7))
+    while len(path) < len(probs):
+        chosen = {n for n, _ in path}
+        scores = {n: float(((total + p).argmax(1) == labels).mean())
+                  for n, p in probs.items() if n not in chosen}
+        best = max(scores, key=scores.get)  # first of the ties, in candidate order
+        if path and scores[best] <= path[-1][1]:
+            break
+        path.append((best, scores[best]))
+        total += probs[best]
+    return path
+
+
 class EnsembleTeacher(nn.Module):
     """Online teacher: the averaged output of several frozen networks on the same batch."""
 

@@ -31,7 +31,7 @@ from .catalogue import (  # noqa: F401  (re-exported)
 )
 from .config import ConfigError, TrainConfig
 from .data import CLASS_NAMES, EVAL_SETS, FER2013, evaluation_sets
-from .distill import CachedTeacher, average_logits, teacher_logits_with_flip
+from .distill import CachedTeacher, average_logits, choose_members, teacher_logits_with_flip
 from .evaluate import accuracy, confusion_matrix, per_class_accuracy, score, to_input
 from .models import count_flops, count_params
 from .softlabels import StoredViewTeacher, load_or_build
@@ -203,7 +203,7 @@ def view_teacher(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: Pa
     ``exp.teacher_views`` seeded augmentations of every Training image, built once from
     the members' stored weights (`softlabels.load_or_build`) and cached in runs/."""
     teacher = catalogue.get(exp.teacher)
-    names = teacher.members or (teacher.name,)
+    names = ensemble_members(teacher, results_dir)
     models = []
     for name in names:
         found = find_result(catalogue.get(name), results_dir)
@@ -216,6 +216,18 @@ def view_teacher(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: Pa
     store = load_or_build(soft_label_path(exp, results_dir, runs_dir), models, images,
                           exp.train, exp.teacher_views, SOFT_LABEL_SEED, device=device)
     return StoredViewTeacher(store, exp.train)
+
+
+def ensemble_members(exp: Experiment, results_dir: Path | None = None) -> tuple[str, ...]:
+    """The runs whose outputs `exp` averages: the members its stored result chose on
+    validation (``choose_members``), else its `members`, else `exp` itself."""
+    if exp.choose_members:
+        found = find_result(exp, results_dir)
+        if found is None:
+            raise MissingResultError(f"{exp.name}: its members are chosen when it runs; "
+                                     f"run `fer reproduce --only {exp.name}` first")
+        return tuple(found.metrics["members"])
+    return tuple(exp.members) or (exp.name,)
 
 
 def check_same_split(student: Experiment, teacher: Experiment) -> None:
@@ -324,15 +336,26 @@ def _run_ensemble(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: P
         raise MissingResultError(f"{exp.name}: members not trained yet: {', '.join(missing)}")
     for member in members[1:]:
         check_same_split(members[0].experiment, member.experiment)
-    caches = [_member_cache(m, results_dir, runs_dir) for m in exp.members]
     cfg = members[0].experiment.train
     labels = {s: y for s, (_, y) in evaluation_sets(data, cfg.val_fraction,
                                                     cfg.split_seed).items()}
+    selection = None
+    if exp.choose_members:  # on validation only; the test splits are read afterwards
+        path = choose_members({m: r.logits()["val"] for m, r in zip(exp.members, members,
+                                                                     strict=True)},
+                              labels["val"])
+        selection = [{"member": m, "val_acc": acc} for m, acc in path]
+        chosen = {m for m, _ in path}
+        members = [r for m, r in zip(exp.members, members, strict=True) if m in chosen]
+    names = [r.experiment.name for r in members]
+    caches = [_member_cache(m, results_dir, runs_dir) for m in names]
     member_logits = [r.logits() for r in members]
     logits = {s: average_logits(np.stack([m[s] for m in member_logits])) for s in EVAL_SETS}
     metrics = {f"{s}_acc": accuracy(logits[s], labels[s]) for s in EVAL_SETS}
     metrics.update(class_metrics(logits, labels))
     metrics["scoring"] = "members' stored logits"
+    if selection is not None:
+        metrics["members"], metrics["selection"] = names, selection
     metrics["params"] = int(sum(r.metrics["params"] for r in members))
     metrics["flops"] = int(sum(r.metrics["flops"] for r in members))
     metrics["bytes"] = {p: int(sum(r.metrics["bytes"][p] for r in members))

@@ -149,3 +149,45 @@ def test_cached_teacher_picks_plain_or_mirrored_rows():
 def test_cached_teacher_rejects_bad_shapes(shape):
     with pytest.raises(ValueError, match="N, 2, 7"):
         CachedTeacher(np.zeros(shape, np.float32))
+
+
+def _one_hot_logits(predictions, scale=5.0) -> np.ndarray:
+    """(N, 7) logits whose arg-max is `predictions`, `scale` (a number or (N,)) above 0."""
+    out = np.zeros((len(predictions), 7), dtype=np.float32)
+    out[np.arange(len(predictions)), predictions] = scale
+    return out
+
+
+def test_choose_members_adds_while_validation_rises_and_stops():
+    from fer_lib.distill import choose_members
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, size=300)
+    wrong, rows = (labels + 1) % 7, np.arange(300)
+    # a is right on rows 0-199, b on rows 100-299, each sure when right and unsure when
+    # wrong; c is always wrong. Alone a and b score 2/3; together, all 300.
+    a = _one_hot_logits(np.where(rows < 200, labels, wrong), np.where(rows < 200, 5.0, 1.0))
+    b = _one_hot_logits(np.where(rows >= 100, labels, wrong), np.where(rows >= 100, 5.0, 1.0))
+    c = _one_hot_logits(wrong)
+    path = choose_members({"c": c, "b": b, "a": a}, labels)
+    # b and a tie alone: b comes first among the candidates; c never helps.
+    assert [m for m, _ in path] == ["b", "a"]
+    assert [acc for _, acc in path] == pytest.approx([2 / 3, 1.0])
+
+
+def test_choose_members_never_takes_a_member_that_does_not_help():
+    from fer_lib.distill import choose_members
+
+    labels = np.arange(70) % 7
+    good = _one_hot_logits(labels)
+    path = choose_members({"good": good, "copy": good.copy()}, labels)
+    assert path == [("good", 1.0)]
+
+
+def test_choose_members_rejects_bad_input_by_name():
+    from fer_lib.distill import choose_members
+
+    with pytest.raises(ValueError, match="at least one candidate"):
+        choose_members({}, np.zeros(3, dtype=int))
+    with pytest.raises(ValueError, match="candidate 'short'.*expected \\(3, 7\\)"):
+        choose_members({"short": np.zeros((2, 7))}, np.zeros(3, dtype=int))

@@ -492,3 +492,42 @@ def test_averaging_table_sets_the_average_against_its_plain_iterate(mini):
     plain = metrics["without_average"]
     assert row["plain_private"] == plain["acc_by_precision"]["int8"]["private"]
     assert row["plain_best_epoch"] == plain["best_epoch"]
+
+
+def test_chosen_ensemble_averages_the_members_validation_keeps(mini, small_fer, tmp_path):
+    """An ensemble with ``choose_members`` stores the greedy path over its candidates on
+    validation, averages exactly the members on it, and names them to its students."""
+    import shutil
+
+    from fer_lib.distill import average_logits, choose_members
+
+    catalogue, results = mini
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    exp = dataclasses.replace(catalogue["ens"], name="ens-chosen", choose_members=True)
+    stored = ex.load_or_train(exp, small_fer, results_dir=copy, runs_dir=tmp_path / "runs",
+                              device="cpu")
+    candidates = {m: ex.find_result(catalogue[m], copy).logits() for m in exp.members}
+    train = catalogue["t-a"].train
+    val_y = evaluation_sets(small_fer, train.val_fraction, train.split_seed)["val"][1]
+    path = choose_members({m: out["val"] for m, out in candidates.items()}, val_y)
+    members = [m for m, _ in path]
+    assert stored.metrics["members"] == members
+    assert [s["member"] for s in stored.metrics["selection"]] == members
+    assert stored.metrics["val_acc"] == pytest.approx(path[-1][1])
+    want = average_logits(np.stack([candidates[m]["private"] for m in members]))
+    np.testing.assert_allclose(stored.logits()["private"], want, atol=2e-2)  # float16 copy
+    assert ex.ensemble_members(exp, copy) == tuple(members)
+    assert ex.ensemble_members(catalogue["ens"], copy) == ("t-a", "t-b")
+
+
+def test_chosen_ensemble_needs_its_stored_result_to_name_members(mini, tmp_path):
+    catalogue, _ = mini
+    exp = dataclasses.replace(catalogue["ens"], name="ens-chosen", choose_members=True)
+    with pytest.raises(ex.MissingResultError, match="fer reproduce --only ens-chosen"):
+        ex.ensemble_members(exp, tmp_path)
+
+
+def test_choose_members_only_on_an_ensemble():
+    with pytest.raises(ValueError, match="choose_members applies to an ensemble"):
+        ex.Experiment("x", "student", choose_members=True)
