@@ -215,6 +215,8 @@ CPU_TEACHERS = ("teacher-cpu-vgg-s0", "teacher-cpu-vgg-s1", "teacher-cpu-vgg-s2"
 # selection on validation keeps (`distill.choose_members`). A student's result is keyed by
 # its teacher's name, not its members: distil from it once the candidates are final.
 CPU_ENSEMBLE = "teacher-cpu-ensemble"
+# All the VGG candidates averaged, chosen by nobody: what seeds of one recipe give.
+CPU_VGG_ENSEMBLE = "teacher-cpu-vgg-ensemble"
 # Runs whose weights are committed whatever their size (`experiments.keeps_weights`).
 KEEP_WEIGHTS = frozenset(CPU_TEACHERS)
 
@@ -336,6 +338,9 @@ def build_catalogue() -> dict[str, Experiment]:
                            precision="int8"))
     exps.append(_student(KD_GRID_SIZE, group="recipe", suffix="-ls0", label_smoothing=0.0))
     exps += [_cpu_teacher(name) for name in CPU_TEACHERS]
+    exps.append(Experiment(CPU_VGG_ENSEMBLE, "ensemble", kind="ensemble",
+                           members=tuple(n for n in CPU_TEACHERS if "-vgg-" in n),
+                           keep_logits=True, precision="fp16"))
     exps.append(Experiment(CPU_ENSEMBLE, "ensemble", kind="ensemble", members=CPU_TEACHERS,
                            choose_members=True, keep_logits=True, precision="fp16"))
     # The design study, seed by seed: every design's first seed comes first.
