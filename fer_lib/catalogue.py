@@ -208,9 +208,8 @@ VIEWS_ARMS = ("labels", "logits", "views")
 # Inception ensemble 2.5 points above their best member).
 CPU_TEACHER_RECIPE = dict(TEACHER_RECIPE, epochs=50, label_smoothing=0.0)
 CPU_TEACHER_ARCHS = {"vgg": {"width": 0.5}, "resnet": {"width": 0.3125}}
-CPU_TEACHER_ARGS = CPU_TEACHER_ARCHS["vgg"]
-CPU_TEACHERS = ("teacher-cpu-vgg-s0", "teacher-cpu-vgg-s1", "teacher-cpu-vgg-s2",
-                "teacher-cpu-resnet-s0")
+CPU_VGG_TEACHERS = ("teacher-cpu-vgg-s0", "teacher-cpu-vgg-s1", "teacher-cpu-vgg-s2")
+CPU_TEACHERS = (*CPU_VGG_TEACHERS, "teacher-cpu-resnet-s0")
 # The teachers above are candidates: the ensemble keeps those that greedy forward
 # selection on validation keeps (`distill.choose_members`). A student's result is keyed by
 # its teacher's name, not its members: distil from it once the candidates are final.
@@ -339,7 +338,7 @@ def build_catalogue() -> dict[str, Experiment]:
     exps.append(_student(KD_GRID_SIZE, group="recipe", suffix="-ls0", label_smoothing=0.0))
     exps += [_cpu_teacher(name) for name in CPU_TEACHERS]
     exps.append(Experiment(CPU_VGG_ENSEMBLE, "ensemble", kind="ensemble",
-                           members=tuple(n for n in CPU_TEACHERS if "-vgg-" in n),
+                           members=CPU_VGG_TEACHERS,
                            keep_logits=True, precision="fp16"))
     exps.append(Experiment(CPU_ENSEMBLE, "ensemble", kind="ensemble", members=CPU_TEACHERS,
                            choose_members=True, keep_logits=True, precision="fp16"))

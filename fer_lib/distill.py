@@ -78,19 +78,17 @@ def choose_members(val_logits: dict[str, np.ndarray], labels: np.ndarray
         if logits.shape != (len(labels), 7):
             raise ValueError(f"candidate {name!r}: validation logits of shape {logits.shape}, "
                              f"expected ({len(labels)}, 7) for {len(labels)} labels")
-    probs = {n: torch.softmax(torch.as_tensor(v).float(), -1).numpy()
-             for n, v in val_logits.items()}
     path: list[tuple[str, float]] = []
-    total = np.zeros((len(labels), 7))
-    while len(path) < len(probs):
-        chosen = {n for n, _ in path}
-        scores = {n: float(((total + p).argmax(1) == labels).mean())
-                  for n, p in probs.items() if n not in chosen}
+    while len(path) < len(val_logits):
+        chosen = [n for n, _ in path]
+        # Scored exactly as the ensemble is: the arg-max of `average_logits`.
+        scores = {n: float((average_logits(np.stack([val_logits[m] for m in (*chosen, n)]))
+                            .argmax(1) == labels).mean())
+                  for n in val_logits if n not in chosen}
         best = max(scores, key=scores.get)  # first of the ties, in candidate order
         if path and scores[best] <= path[-1][1]:
             break
         path.append((best, scores[best]))
-        total += probs[best]
     return path
 
 

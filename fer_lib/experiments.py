@@ -341,12 +341,11 @@ def _run_ensemble(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: P
                                                     cfg.split_seed).items()}
     selection = None
     if exp.choose_members:  # on validation only; the test splits are read afterwards
-        path = choose_members({m: r.logits()["val"] for m, r in zip(exp.members, members,
-                                                                     strict=True)},
+        candidates = dict(zip(exp.members, members, strict=True))
+        path = choose_members({m: r.logits()["val"] for m, r in candidates.items()},
                               labels["val"])
         selection = [{"member": m, "val_acc": acc} for m, acc in path]
-        chosen = {m for m, _ in path}
-        members = [r for m, r in zip(exp.members, members, strict=True) if m in chosen]
+        members = [candidates[m] for m, _ in path]
     names = [r.experiment.name for r in members]
     caches = [_member_cache(m, results_dir, runs_dir) for m in names]
     member_logits = [r.logits() for r in members]
