@@ -78,7 +78,7 @@ def store_seconds(exp: Experiment, counted: set, results_dir=None, runs_dir=None
     """
     if not exp.teacher_views:
         return 0.0
-    from .experiments import soft_label_path
+    from .experiments import MissingResultError, ensemble_members, soft_label_path
     from .softlabels import teaching_costs
 
     path = soft_label_path(exp, Path(results_dir or paths.results_dir()),
@@ -87,8 +87,12 @@ def store_seconds(exp: Experiment, counted: set, results_dir=None, runs_dir=None
         return 0.0
     counted.add(path)
     teacher = catalogue.get(exp.teacher)
+    try:  # the members a stored ensemble chose; before it runs, every candidate (a bound)
+        teachers = len(ensemble_members(teacher, results_dir and Path(results_dir)))
+    except MissingResultError:
+        teachers = len(teacher.members) or 1
     try:
-        costs = teaching_costs(len(teacher.members) or 1, exp.teacher_views, exp.train.epochs,
+        costs = teaching_costs(teachers, exp.teacher_views, exp.train.epochs,
                                results_dir=results_dir)
     except FileNotFoundError:
         return float("nan")

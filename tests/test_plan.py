@@ -121,6 +121,31 @@ def test_the_first_run_on_stored_views_pays_for_labelling_them(tmp_path, monkeyp
     assert store_seconds(Experiment("plain", "student"), set()) == 0
 
 
+def test_a_store_for_a_chosen_ensemble_is_charged_for_the_members_it_kept(tmp_path,
+                                                                          monkeypatch):
+    """Before the ensemble runs every candidate is charged (a bound); once its result has
+    chosen members, only those label the views."""
+    import json
+    import types
+
+    from fer_lib import catalogue, experiments
+    from fer_lib.catalogue import Experiment
+    from fer_lib.plan import store_seconds
+
+    ens = Experiment("ens", "ensemble", kind="ensemble", members=("a", "b", "c", "d"),
+                     choose_members=True)
+    run = Experiment("v0", "views", teacher="ens", teacher_views=4)
+    monkeypatch.setattr(catalogue, "experiments", lambda: {e.name: e for e in (ens, run)})
+    (tmp_path / "results").mkdir()
+    record = {"teacher_seconds_per_view": 0.001, "student_seconds_per_image": 0.001}
+    (tmp_path / "results" / "softlabel_costs.json").write_text(json.dumps(record))
+    args = (tmp_path / "results", tmp_path / "runs")
+    before = store_seconds(run, set(), *args)
+    chosen = types.SimpleNamespace(metrics={"members": ["b"]}, path=tmp_path / "ens-abc")
+    monkeypatch.setattr(experiments, "find_result", lambda exp, results_dir=None: chosen)
+    assert store_seconds(run, set(), *args) == pytest.approx(before / 4)
+
+
 def test_a_benchmark_record_names_its_machine_and_is_written_sorted(tmp_path):
     import json
 
