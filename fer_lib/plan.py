@@ -99,6 +99,25 @@ def store_seconds(exp: Experiment, counted: set, results_dir=None, runs_dir=None
     return costs["store"]
 
 
+def shared_epochs(epoch_seconds, slow: float = 1.5) -> dict:
+    """How much a run's measured time was inflated by another job on the same CPU.
+
+    epoch_seconds: wall seconds of each epoch (a stored history's ``seconds``). An epoch
+    slower than `slow` times the median is counted as shared (the median is the run's
+    own pace: most epochs run alone). Returns ``epochs`` (how many were shared),
+    ``slowdown`` (their mean over the median; NaN when none), ``measured`` (seconds, the
+    sum) and ``alone`` (seconds: every epoch at the median pace).
+    """
+    seconds = np.asarray(epoch_seconds, dtype=float)
+    if seconds.size == 0:
+        raise ValueError("shared_epochs: no epochs")
+    median = float(np.median(seconds))
+    shared = seconds[seconds > slow * median]
+    return {"epochs": int(shared.size),
+            "slowdown": float(shared.mean() / median) if shared.size else float("nan"),
+            "measured": float(seconds.sum()), "alone": median * seconds.size}
+
+
 def load_probes(results_dir: str | os.PathLike | None = None) -> dict:
     """The recorded probes: ``{"machine": str, "threads": int, "rates": {key: s/image}}``."""
     path = Path(results_dir or paths.results_dir()) / PROBES

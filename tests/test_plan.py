@@ -156,3 +156,15 @@ def test_a_benchmark_record_names_its_machine_and_is_written_sorted(tmp_path):
     path = write_benchmark("costs.json", record, tmp_path)
     assert path == tmp_path / "costs.json" and json.loads(path.read_text()) == record
     assert list(json.loads(path.read_text())) == sorted(record)
+
+
+def test_shared_epochs_finds_the_epochs_another_job_slowed():
+    from fer_lib.plan import shared_epochs
+
+    found = shared_epochs([250, 240, 70, 72, 68, 70, 71])
+    assert found["epochs"] == 2 and found["slowdown"] == pytest.approx(245 / 71)
+    assert found["measured"] == 841 and found["alone"] == pytest.approx(7 * 71)
+    alone = shared_epochs([70, 72, 68])
+    assert alone["epochs"] == 0 and alone["alone"] == pytest.approx(alone["measured"])
+    with pytest.raises(ValueError, match="no epochs"):
+        shared_epochs([])
