@@ -195,3 +195,31 @@ def averaging_table(runs: list[str], results_dir: str | os.PathLike | None = Non
                      **{f"plain_{split}": plain["acc_by_precision"][precision][split]
                         for split in ("val", "public", "private")}})
     return pd.DataFrame(rows, columns=list(AVERAGING_COLUMNS))
+
+
+LONG_COLUMNS = ("run", "baseline", "budget", "precision", "bytes", "epochs",
+                "baseline_epochs", "val", "baseline_val", "private", "baseline_private")
+
+
+def long_against_first(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Each stored long-schedule run (group ``long``, ``long-<budget>-<design>``) against
+    the first label-only student of its budget, ``student-<budget>-nokd`` (the V2 layout
+    on the short schedule): design and schedule changed together, one seed each. Both at
+    their reported precision (`precision_table`'s ``reported`` rows). Columns
+    `LONG_COLUMNS`; a pair with either run not stored is left out."""
+    table = precision_table(results_dir)
+    reported = table[table["reported"]].set_index("run")
+    rows = []
+    for exp in catalogue.experiments().values():
+        budget = exp.name.split("-")[1] if exp.group == "long" else None
+        baseline = f"student-{budget}-nokd"
+        if budget is None or exp.name not in reported.index or baseline not in reported.index:
+            continue
+        run, base = reported.loc[exp.name], reported.loc[baseline]
+        rows.append({"run": exp.name, "baseline": baseline, "budget": budget,
+                     "precision": run["precision"], "bytes": int(run["bytes"]),
+                     "epochs": exp.train.epochs,
+                     "baseline_epochs": catalogue.get(baseline).train.epochs,
+                     "val": run["val_acc"], "baseline_val": base["val_acc"],
+                     "private": run["private_acc"], "baseline_private": base["private_acc"]})
+    return pd.DataFrame(rows, columns=list(LONG_COLUMNS))

@@ -119,3 +119,25 @@ def test_epoch_cost_comes_from_the_one_run_benchmark_when_recorded(tmp_path):
     assert row["epoch_seconds"] == pytest.approx(0.002 * TRAINING_IMAGES * (1 - VAL_FRACTION))
     assert not study.loc["design-100k-6x6", "epoch_seconds_benchmarked"]
     assert study["seeds"].eq(0).all()  # no stored runs in this folder
+
+
+def test_long_runs_are_paired_with_the_first_label_only_student_of_their_budget(monkeypatch):
+    """Each stored long run meets ``student-<budget>-nokd`` at the reported precision; a
+    long run whose pair is not stored is left out, and other precisions are never read."""
+    from fer_lib import design
+
+    tiny = f"long-27k-{catalogue.DESIGN_PICKS['200k']}"
+    hundred = f"long-100k-{catalogue.DESIGN_PICKS['100k']}"
+    rows = [(tiny, "int8", True, 0.63, 0.64, 31_000), (tiny, "fp16", False, 0.99, 0.99, 60_000),
+            ("student-27k-nokd", "int8", True, 0.57, 0.58, 32_000),
+            (hundred, "fp16", True, 0.65, 0.66, 200_000)]  # its pair is not stored
+    table = pd.DataFrame(rows, columns=["run", "precision", "reported", "val_acc",
+                                        "private_acc", "bytes"])
+    monkeypatch.setattr(design, "precision_table", lambda results_dir=None: table)
+    found = design.long_against_first()
+    assert list(found["run"]) == [tiny] and list(found["baseline"]) == ["student-27k-nokd"]
+    row = found.iloc[0]
+    assert (row["precision"], row["val"], row["private"], row["bytes"]) == ("int8", 0.63, 0.64,
+                                                                           31_000)
+    assert (row["baseline_val"], row["baseline_private"]) == (0.57, 0.58)
+    assert row["epochs"] == catalogue.get(tiny).train.epochs
