@@ -141,3 +141,7 @@ def test_long_runs_are_paired_with_the_first_label_only_student_of_their_budget(
                                                                            31_000)
     assert (row["baseline_val"], row["baseline_private"]) == (0.57, 0.58)
     assert row["epochs"] == catalogue.get(tiny).train.epochs
+    epochs = (catalogue.get(tiny).train.epochs, catalogue.get("student-27k-nokd").train.epochs)
+    assert design.long_gain_phrase(row) == (
+        f"{tiny} ({epochs[0]} epochs) scores +6.0\N{NO-BREAK SPACE}points private over "
+        f"student-27k-nokd ({epochs[1]} epochs)")
