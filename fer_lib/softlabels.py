@@ -342,6 +342,59 @@ class StoredViewTeacher:
         return self.logp[rows.to(dev), k.to(dev)].to(x.device)
 
 
+STORE_DESCRIPTION = "softlabel_store.json"  # in results/, by scripts/describe_softlabels.py
+
+
+def describe_store(store: SoftLabelStore, clean_logits: np.ndarray | torch.Tensor,
+                   labels: np.ndarray, rows: np.ndarray | None = None) -> dict:
+    """How far the targets on the stored views are from the clean-image targets.
+
+    The clean-image arm of distillation gives each view the ensemble's target for the
+    clean image (for a mirrored view, the mirror image's); the stored-views arm gives
+    the ensemble's target for the view itself. If the two rarely differ, the stored views
+    cannot teach much the clean targets did not.
+
+    Args:
+        store: the ensemble's probabilities on K views of each Training image.
+        clean_logits: (N, 2, 7), the same ensemble's logits on each Training image and
+            its mirror (a run's ``train_logits.npz``).
+        labels: (N,) class indices of the Training images.
+        rows: indices of the images to describe (default all), e.g. the rows a student
+            trains on, without the validation rows.
+
+    Returns:
+        ``images``, ``views`` (K); fractions ``clean_accuracy`` and ``view_accuracy``
+        (arg-max against the label), ``argmax_changed`` (views whose arg-max is not the
+        clean target's), ``total_variation`` (mean half L1 distance of the two
+        distributions, 0 to 1); ``clean_entropy`` and ``view_entropy`` in nats.
+    """
+    clean_logits = torch.as_tensor(np.asarray(clean_logits), dtype=torch.float32)
+    if tuple(clean_logits.shape) != (store.n, 2, NUM_CLASSES):
+        raise ValueError(f"clean_logits has shape {tuple(clean_logits.shape)}, the store's "
+                         f"{store.n} images need ({store.n}, 2, {NUM_CLASSES})")
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    if labels.shape != (store.n,):
+        raise ValueError(f"labels has shape {tuple(labels.shape)}, the store has {store.n} images")
+    rows = torch.arange(store.n) if rows is None else torch.as_tensor(np.asarray(rows))
+    views = store.probs[rows].float()  # (R, K, 7)
+    # The mirrored views get the mirror image's clean target, as the clean-image arm does.
+    flip = (store.draws[rows, :, 2] < 0.5) & bool(store.header["augment"]["flip"])
+    clean = torch.softmax(clean_logits[rows], dim=-1)  # (R, 2, 7)
+    clean_per_view = torch.where(flip[..., None], clean[:, 1:2], clean[:, 0:1])  # (R, K, 7)
+
+    def entropy(p: torch.Tensor) -> float:
+        return float(-(p * torch.log(p.clamp_min(PROB_FLOOR))).sum(-1).mean())
+
+    target = labels[rows]
+    return {"images": len(rows), "views": store.views,
+            "clean_accuracy": float((clean[:, 0].argmax(-1) == target).float().mean()),
+            "view_accuracy": float((views.argmax(-1) == target[:, None]).float().mean()),
+            "argmax_changed": float((views.argmax(-1) != clean_per_view.argmax(-1))
+                                    .float().mean()),
+            "total_variation": float(0.5 * (views - clean_per_view).abs().sum(-1).mean()),
+            "clean_entropy": entropy(clean[:, 0]), "view_entropy": entropy(views)}
+
+
 # ----------------------------------------------------------------------------- the cost
 COSTS = "softlabel_costs.json"  # in results/, written by benchmarks/bench_softlabels.py
 

@@ -14,6 +14,7 @@ from fer_lib.softlabels import (
     StoredViewTeacher,
     StoreMismatchError,
     build_store,
+    describe_store,
     draw_views,
     load_or_build,
     make_views,
@@ -237,3 +238,59 @@ def test_teaching_costs_name_the_missing_measurement(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="bench_softlabels.py"):
         teaching_costs(3, 8, 50, results_dir=tmp_path)
+
+
+# ------------------------------------------------ the views' targets against the clean ones
+def _described_store(n=30, views=K, seed=0):
+    """A store whose every view holds exactly the clean-image target of its image (the
+    mirror image's for a mirrored view), with the clean logits it was made from."""
+    gen = torch.Generator().manual_seed(seed)
+    clean_logits = 3 * torch.randn((n, 2, 7), generator=gen)  # original and mirror differ
+    draws = torch.rand((n, views, AUGMENT_DRAWS), generator=gen)
+    flip = draws[..., 2] < 0.5
+    clean = torch.softmax(clean_logits, dim=-1)
+    probs = torch.where(flip[..., None], clean[:, 1:2], clean[:, 0:1]).half()
+    store = SoftLabelStore(probs, draws, {"augment": {"flip": True}})
+    labels = torch.randint(7, (n,), generator=gen).numpy()
+    return store, clean_logits.numpy(), labels
+
+
+def test_views_that_repeat_the_clean_targets_are_described_as_unchanged():
+    store, clean_logits, labels = _described_store()
+    d = describe_store(store, clean_logits, labels)
+    assert d["argmax_changed"] == 0
+    assert d["total_variation"] < 1e-3  # float16 rounding of the stored probabilities
+    assert d["images"] == 30 and d["views"] == K
+    assert abs(d["view_entropy"] - d["clean_entropy"]) < 0.5  # mirror targets differ a bit
+
+
+def test_a_mirrored_view_is_compared_with_the_mirror_images_target():
+    store, clean_logits, labels = _described_store()
+    store.header["augment"]["flip"] = False  # now every view should carry the original's
+    d = describe_store(store, clean_logits, labels)
+    assert d["argmax_changed"] > 0 and d["total_variation"] > 0.05
+
+
+def test_changed_views_are_counted_and_accuracies_follow_the_labels():
+    store, clean_logits, labels = _described_store(n=20)
+    clean_top = torch.softmax(torch.as_tensor(clean_logits), -1).argmax(-1)  # (20, 2)
+    flip = store.draws[..., 2] < 0.5
+    top = torch.where(flip, clean_top[:, 1:2], clean_top[:, 0:1])  # (20, K)
+    # Views 0 of the first 5 images: all mass on another class than the clean target's.
+    other = (top[:5, 0] + 1) % 7
+    store.probs[:5, 0] = torch.nn.functional.one_hot(other, 7).half()
+    d = describe_store(store, clean_logits, labels)
+    assert d["argmax_changed"] == pytest.approx(5 / (20 * K))
+    assert d["clean_accuracy"] == pytest.approx(float((clean_top[:, 0].numpy() == labels).mean()))
+    views_top = store.probs.float().argmax(-1).numpy()
+    assert d["view_accuracy"] == pytest.approx(float((views_top == labels[:, None]).mean()))
+    # Restricted to the untouched rows, nothing changed.
+    assert describe_store(store, clean_logits, labels, rows=np.arange(5, 20))["argmax_changed"] == 0
+
+
+def test_describe_store_names_a_misshapen_input():
+    store, clean_logits, labels = _described_store(n=10)
+    with pytest.raises(ValueError, match=r"clean_logits has shape \(9, 2, 7\)"):
+        describe_store(store, clean_logits[:9], labels)
+    with pytest.raises(ValueError, match=r"labels has shape \(11,\)"):
+        describe_store(store, clean_logits, np.zeros(11, dtype=np.int64))
