@@ -279,6 +279,15 @@ def views_name(arm: str, seed: int) -> str:
     return f"views-{VIEWS_BUDGET}-{arm}-s{seed}"
 
 
+VIEWS_ARM_LABELS = {"labels": "labels only", "logits": "clean-image logits",
+                    "views": f"{VIEWS_PER_IMAGE} stored views"}  # how the book names each arm
+
+
+def views_groups() -> dict[str, list[str]]:
+    """The distillation study's runs, {arm label: one run per seed} (`seeds.compare_seeds`)."""
+    return {VIEWS_ARM_LABELS[arm]: [views_name(arm, s) for s in VIEWS_SEEDS] for arm in VIEWS_ARMS}
+
+
 def _student(size: str, *, kd: bool = True, precision: str = "int8", group: str = "student",
              suffix: str = "", **recipe) -> Experiment:
     width = round(width_for_params("mobilenet_v2", STUDENT_WIDTHS[size]), 4)

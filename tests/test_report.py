@@ -287,3 +287,25 @@ def test_compare_seeds_tests_each_group_against_the_baseline_over_stored_seeds()
     assert table.iloc[0]["pick − own (Welch)"].startswith(cmp.effects[("pick", "val")].text)
     with pytest.raises(KeyError, match="baseline"):
         compare_seeds({"pick": a}, baseline="own")
+
+
+def test_holm_verdict_corrects_over_the_groups_and_waits_for_every_seed():
+    """Each group against the baseline, one family: Holm's adjusted p decides the words."""
+    from fer_lib.formatting import Effect
+    from fer_lib.seeds import SeedComparison, verdict_words
+    from fer_lib.stats import holm
+
+    groups = {"base": ["b0", "b1"], "up": ["u0", "u1"], "flat": ["f0", "f1"]}
+    tests = {("up", "val"): {"p": 0.03}, ("flat", "val"): {"p": 0.04}}
+    effects = {("up", "val"): Effect(0.66, 0.64), ("flat", "val"): Effect(0.645, 0.64)}
+    cmp = SeedComparison(groups, "base", ("val",), dict(groups), effects, tests, {})
+    verdicts = cmp.holm_tests("val")
+    # Holm over two: 0.03 -> 0.06, 0.04 -> max(0.06, 0.04) = 0.06: neither survives.
+    assert [p for _, p in verdicts.values()] == pytest.approx(list(holm([0.03, 0.04])))
+    assert all(p > 0.05 for _, p in verdicts.values())
+    assert cmp.holm_verdict("val").startswith("up not told apart from base (+2.0")
+    assert verdict_words(Effect(0.66, 0.64), 0.01) == "better than"
+    assert verdict_words(Effect(0.62, 0.64), 0.01) == "worse than"
+    incomplete = SeedComparison(groups, "base", ("val",), {**groups, "up": ["u0"]}, effects,
+                                tests, {})
+    assert incomplete.holm_tests("val") is None and incomplete.holm_verdict("val") is None
