@@ -120,6 +120,15 @@ def glued(path: Path) -> dict[str, str]:
                 for pair in glued_values(cell))
 
 
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_glue_reference_is_glued_by_its_notebook(source):
+    """A ``{glue:text}`name``` whose name the executed notebook never glued renders as a
+    warning and an empty gap in the HTML and the PDF."""
+    names = set(re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", source.read_text()))
+    missing = sorted(names - set(glued(source.with_suffix(".ipynb"))))
+    assert not missing, f"{source.name} refers to values its notebook does not glue: {missing}"
+
+
 def test_every_effect_quoted_in_two_chapters_has_one_value():
     """An effect the book quotes (glued as ``fx_<fact>``, e.g. ``fx_kd_100k``: the KD
     effect on the 100k student) reads the same in every chapter that quotes it: each
