@@ -149,3 +149,45 @@ def teacher_logits_with_flip(model: nn.Module, images: torch.Tensor, batch_size:
         x = images[start:start + batch_size].to(device).float()
         out.append(torch.stack([model(x), model(torch.flip(x, dims=[3]))], dim=1).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 2, 7), np.float32)
+
+
+def describe_teacher(name: str) -> str:
+    """Catalogue teacher `name` in words: "the ensemble of three VGG teachers" (one
+    family), "the ensemble of four teachers (three VGG, one ResNet)" (mixed), "the VGG
+    teacher teacher-vgg-s0" (a single network). An ensemble that chooses its members on
+    validation is described by the members its stored result kept (its candidates
+    while it has none)."""
+    from collections import Counter
+
+    from . import catalogue
+    from .experiments import ensemble_members
+    from .formatting import number_word
+    from .models import FAMILIES
+    from .store import MissingResultError
+
+    exp = catalogue.get(name)
+    if exp.kind != "ensemble":
+        return f"the {FAMILIES[exp.train.family].title} teacher {name}"
+    try:
+        members = ensemble_members(exp)
+    except MissingResultError:
+        members = exp.members
+    counts = Counter(FAMILIES[catalogue.get(m).train.family].title for m in members)
+    size = number_word(len(members))
+    if len(counts) == 1:
+        return f"the ensemble of {size} {next(iter(counts))} teachers"
+    kinds = ", ".join(f"{number_word(n)} {title}" for title, n in counts.most_common())
+    return f"the ensemble of {size} teachers ({kinds})"
+
+
+def describe_teaching(name: str) -> str:
+    """How catalogue run `name` learned, in words: "trained on the labels only",
+    "distilled from <describe_teacher>" (clean-image logits), or "distilled from
+    <describe_teacher> on the views it trains on" (a soft-label store)."""
+    from . import catalogue
+
+    exp = catalogue.get(name)
+    if not exp.teacher:
+        return "trained on the labels only"
+    views = " on the views it trains on" if exp.teacher_views else ""
+    return f"distilled from {describe_teacher(exp.teacher)}{views}"

@@ -235,22 +235,28 @@ def resnet(width: float = 1.0, blocks: tuple[int, ...] = (2, 2, 2, 2),
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: its builder, a one-line description and its role in the book."""
+    """A model family: its builder, a one-line description, its role in the book and
+    `title`, the name prose gives it ("MobileNetV1")."""
 
     name: str
     builder: Callable[..., nn.Module]
     description: str
     role: str
+    title: str
     defaults: dict = field(default_factory=dict)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("hw3_cnn", hw3_cnn, "VGG-style conv stack with a dense head", "HW3 baseline (Q1)"),
-    Family("cnn", plain_cnn, "plain conv-BN-ReLU + max-pool", "plain-CNN sweep (Q3)"),
-    Family("mobilenet_v1", mobilenet_v1, "depthwise-separable convs", "MobileNet sweep (Q2)"),
-    Family("mobilenet_v2", mobilenet_v2, "inverted residuals, linear bottlenecks", "student"),
-    Family("vgg", vgg, "VGG-13-like, average-pooled head", "teacher"),
-    Family("resnet", resnet, "ResNet-18 layout for 48x48", "teacher"),
+    Family("hw3_cnn", hw3_cnn, "VGG-style conv stack with a dense head", "HW3 baseline (Q1)",
+           "HW3 CNN"),
+    Family("cnn", plain_cnn, "plain conv-BN-ReLU + max-pool", "plain-CNN sweep (Q3)",
+           "plain CNN"),
+    Family("mobilenet_v1", mobilenet_v1, "depthwise-separable convs", "MobileNet sweep (Q2)",
+           "MobileNetV1"),
+    Family("mobilenet_v2", mobilenet_v2, "inverted residuals, linear bottlenecks", "student",
+           "MobileNetV2"),
+    Family("vgg", vgg, "VGG-13-like, average-pooled head", "teacher", "VGG"),
+    Family("resnet", resnet, "ResNet-18 layout for 48x48", "teacher", "ResNet"),
 )}
 
 

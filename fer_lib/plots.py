@@ -369,11 +369,14 @@ def _label_cuts(axes, points: pd.DataFrame, bottom: float) -> None:
 
 
 # --- Architecture diagrams (Q1) ------------------------------------------------------------
-LAYER_COLORS = {"conv": "#56B4E9", "inverted residual": "#009E73", "max-pool": "#E69F00",
-                "global average pool": "#E69F00", "dense (linear)": "#CC79A7",
-                "BN + ReLU": "#F0E442"}
-LAYER_HATCHES = {"conv": "", "inverted residual": "//", "max-pool": "..",
-                 "global average pool": "..", "dense (linear)": "xx", "BN + ReLU": "--"}
+LAYER_COLORS = {"conv": "#56B4E9", "depthwise conv": "#D7EEF9", "inverted residual": "#009E73",
+                "max-pool": "#E69F00", "global average pool": "#E69F00",
+                "dense (linear)": "#CC79A7", "BN + ReLU": "#F0E442"}
+LAYER_HATCHES = {"conv": "", "depthwise conv": "\\\\", "inverted residual": "//",
+                 "max-pool": "..", "global average pool": "..", "dense (linear)": "xx",
+                 "BN + ReLU": "--"}
+LAYER_SHORT = {"depthwise conv": "dw", "inverted residual": "IR", "max-pool": "pool",
+               "global average pool": "GAP", "dense (linear)": "dense", "BN + ReLU": "BN"}
 
 
 def _layer_kind(layer: str) -> str:
@@ -397,8 +400,7 @@ def draw_network(table: pd.DataFrame, title: str | None = None):
         kind = _layer_kind(row["layer"])
         ax.add_patch(plt.Rectangle((x, -height / 2), width, height, facecolor=LAYER_COLORS[kind],
                                    edgecolor="black", hatch=LAYER_HATCHES[kind], lw=0.8))
-        short = {"inverted residual": "IR", "max-pool": "pool", "global average pool": "GAP",
-                 "dense (linear)": "dense", "BN + ReLU": "BN"}.get(kind, row["kernel"] or "conv")
+        short = LAYER_SHORT.get(kind, row["kernel"] or "conv")
         if row["layer"].endswith("skip"):
             short += "+"
         extra = "".join(f"\n{k[0]}{round(float(row[k]), 1):g}" for k in ("stride", "expansion")
@@ -419,29 +421,50 @@ def draw_network(table: pd.DataFrame, title: str | None = None):
     return fig
 
 
-def draw_inverted_residual(cin: str = "C", expansion: str = "t", cout: str = "C'"):
-    """One MobileNetV2 inverted-residual block, top to bottom, with its skip connection."""
-    steps = [("input", f"{cin} × H × W"),
-             ("1×1 conv, BN, ReLU6", f"expand to {expansion}·{cin} channels"),
-             ("3×3 depthwise conv (stride s), BN, ReLU6", "one filter per channel"),
-             ("1×1 conv, BN (no activation)", f"project to {cout} channels: linear bottleneck"),
-             ("add the input", f"only when s = 1 and {cin} = {cout}"),
-             ("output", f"{cout} × H/s × W/s")]
-    fig, ax = plt.subplots(figsize=(5.2, 4.4), layout="constrained")
-    ys = np.linspace(5, 0, len(steps))
+BLOCK_WIDTH = 3.6  # data units of a box in `_draw_block`; the skip arrow runs on its right
+
+
+def _draw_block(ax, steps: list[tuple[str, str]], title: str, skip: str | None = None) -> None:
+    """A block's operations as boxes from top to bottom on `ax`, one unit apart; `skip`
+    names the step that a dashed skip arrow from the input reaches (dashed itself)."""
+    ys = 5.0 - np.arange(len(steps))
+    mid = BLOCK_WIDTH / 2
     for (name, note), y in zip(steps, ys, strict=True):
-        dashed = name == "add the input"
-        ax.add_patch(plt.Rectangle((0, y - 0.3), 3.2, 0.6, facecolor="white" if dashed
+        dashed = name == skip
+        ax.add_patch(plt.Rectangle((0, y - 0.3), BLOCK_WIDTH, 0.6, facecolor="white" if dashed
                                    else "#E8F4EC", edgecolor="black", lw=0.8,
                                    ls="--" if dashed else "-"))
-        ax.text(1.6, y + 0.08, name, ha="center", va="center", fontsize=9, weight="bold")
-        ax.text(1.6, y - 0.17, note, ha="center", va="center", fontsize=8)
+        ax.text(mid, y + 0.1, name, ha="center", va="center", fontsize=9, weight="bold")
+        ax.text(mid, y - 0.15, note, ha="center", va="center", fontsize=8)
     for upper, lower in zip(ys[:-1], ys[1:], strict=True):
-        ax.annotate("", (1.6, lower + 0.3), (1.6, upper - 0.3),
+        ax.annotate("", (mid, lower + 0.3), (mid, upper - 0.3),
                     arrowprops=dict(arrowstyle="->", lw=0.8))
-    ax.annotate("", (3.2, ys[4]), (3.2, ys[0]), arrowprops=dict(
-        arrowstyle="->", lw=0.8, ls="--", connectionstyle="arc3,rad=-0.5"))
-    ax.text(4.05, (ys[0] + ys[4]) / 2, "skip", fontsize=9, rotation=90, va="center")
-    ax.set(xlim=(-0.2, 4.4), ylim=(-0.5, 5.5))
+    if skip is not None:
+        end = ys[[name for name, _ in steps].index(skip)]
+        ax.annotate("", (BLOCK_WIDTH, end), (BLOCK_WIDTH, ys[0]), arrowprops=dict(
+            arrowstyle="->", lw=0.8, ls="--", connectionstyle="arc3,rad=-0.4"))
+        ax.text(BLOCK_WIDTH + 0.55, (ys[0] + end) / 2, "skip", fontsize=9, rotation=90,
+                va="center")
+    ax.set(xlim=(-0.1, BLOCK_WIDTH + 1.0), ylim=(-0.5, 5.6))
+    ax.set_title(title, fontsize=9)
     ax.axis("off")
+
+
+def draw_mobilenet_blocks(cin: str = "C", expansion: str = "t", cout: str = "C'"):
+    """The unit each MobileNet repeats, side by side: MobileNetV1's depthwise-separable
+    block (left) and MobileNetV2's inverted residual with its skip connection (right),
+    each top to bottom, for `cin` input and `cout` output channels."""
+    separable = [("input", f"{cin} × H × W"),
+                 ("3×3 depthwise conv", "stride s, BN, ReLU; one filter per channel"),
+                 ("1×1 conv", f"BN, ReLU; mixes into {cout} channels"),
+                 ("output", f"{cout} × H/s × W/s")]
+    inverted = [("input", f"{cin} × H × W"),
+                ("1×1 conv", f"BN, ReLU6; expands to {expansion}·{cin} channels"),
+                ("3×3 depthwise conv", "stride s, BN, ReLU6; one filter per channel"),
+                ("1×1 conv, no activation", f"BN; projects to {cout}: linear bottleneck"),
+                ("add the input", f"only when s = 1 and {cin} = {cout}"),
+                ("output", f"{cout} × H/s × W/s")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 4.2), layout="constrained")
+    _draw_block(left, separable, "MobileNetV1: depthwise separable")
+    _draw_block(right, inverted, "MobileNetV2: inverted residual", skip="add the input")
     return fig

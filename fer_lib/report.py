@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import catalogue, paths
+from .distill import describe_teacher, describe_teaching  # noqa: F401  (re-exported)
 from .formatting import (  # noqa: F401  (re-exported: the chapters' one import)
     NBSP,
     Effect,
@@ -416,21 +417,6 @@ def missing_sentence(missing: pd.DataFrame, what: str) -> str:
     return (f"{count.capitalize()} {what} run{'s' if len(names) > 1 else ''} of the "
             f"catalogue {verb} still missing: {join_words(names)}. Estimated cost: "
             f"{cpu_cost(missing)}.")
-
-
-_FAMILY_NAMES = {"vgg": "VGG", "cnn": "plain CNN", "mobilenet_v1": "MobileNetV1",
-                 "mobilenet_v2": "MobileNetV2"}
-
-
-def describe_teacher(name: str) -> str:
-    """A catalogue teacher in words: "the ensemble of three VGG teachers" for an
-    ensemble of one family, "the VGG teacher teacher-vgg-s0" for a single network."""
-    exp = catalogue.get(name)
-    if exp.kind == "ensemble":
-        families = sorted({catalogue.get(m).train.family for m in exp.members})
-        kind = " and ".join(_FAMILY_NAMES.get(f, f) for f in families)
-        return f"the ensemble of {number_word(len(exp.members))} {kind} teachers"
-    return f"the {_FAMILY_NAMES.get(exp.train.family, exp.train.family)} teacher {name}"
 
 
 # ----------------------------------------------------------------------------- the reports' HW3

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fer_lib.distill import CachedTeacher, EnsembleTeacher, average_logits, kd_loss
+from fer_lib.formatting import number_word
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -191,3 +192,40 @@ def test_choose_members_rejects_bad_input_by_name():
         choose_members({}, np.zeros(3, dtype=int))
     with pytest.raises(ValueError, match="candidate 'short'.*expected \\(3, 7\\)"):
         choose_members({"short": np.zeros((2, 7))}, np.zeros(3, dtype=int))
+
+
+def test_a_teacher_is_described_by_its_families_and_the_members_it_kept():
+    from collections import Counter
+
+    from fer_lib import catalogue
+    from fer_lib.distill import describe_teacher
+    from fer_lib.experiments import ensemble_members
+    from fer_lib.models import FAMILIES
+    from fer_lib.store import MissingResultError
+
+    one_family = catalogue.get("teacher-ensemble")
+    title = FAMILIES[catalogue.get(one_family.members[0]).train.family].title
+    assert describe_teacher("teacher-ensemble") == (
+        f"the ensemble of {number_word(len(one_family.members))} {title} teachers")
+    single = catalogue.get("teacher-cpu-resnet-s0")
+    assert describe_teacher(single.name) == (
+        f"the {FAMILIES[single.train.family].title} teacher {single.name}")
+    try:  # an ensemble that chooses on validation: the members its stored result kept
+        kept = ensemble_members(catalogue.get("teacher-cpu-ensemble"))
+    except MissingResultError:
+        kept = catalogue.get("teacher-cpu-ensemble").members
+    text = describe_teacher("teacher-cpu-ensemble")
+    assert text.startswith(f"the ensemble of {number_word(len(kept))} ")
+    for family, n in Counter(catalogue.get(m).train.family for m in kept).items():
+        assert f"{number_word(n)} {FAMILIES[family].title}" in text
+
+
+def test_how_a_run_learned_is_said_from_its_teacher_and_its_views():
+    from fer_lib.catalogue import views_name
+    from fer_lib.distill import describe_teacher, describe_teaching
+
+    assert describe_teaching(views_name("labels", 0)) == "trained on the labels only"
+    teacher = describe_teacher("teacher-cpu-ensemble")
+    assert describe_teaching(views_name("logits", 0)) == f"distilled from {teacher}"
+    assert describe_teaching(views_name("views", 0)) == (
+        f"distilled from {teacher} on the views it trains on")

@@ -126,6 +126,20 @@ def slimmed_student() -> pd.DataFrame:
     return layer_rows(spec)
 
 
+def mobilenet_v1() -> pd.DataFrame:
+    """The 100k MobileNetV1 layout: a stem, then depthwise and pointwise rows in turn (a
+    depthwise row keeps its input's channels)."""
+    spec, before = [("conv + BN + ReLU", "3×3", 1, "", "11 × 48 × 48")], 11
+    for channels, stride, size in ((22, 1, 48), (44, 2, 24), (44, 1, 24), (88, 2, 12),
+                                   (88, 1, 12), (176, 2, 6), (176, 1, 6), (176, 1, 6)):
+        spec += [("depthwise conv + BN + ReLU", "3×3", stride, "", f"{before} × {size} × {size}"),
+                 ("conv + BN + ReLU", "1×1", 1, "", f"{channels} × {size} × {size}")]
+        before = channels
+    spec += [("global average pool", "", "", "", "176 × 1 × 1"),
+             ("dense (linear)", "", "", "", "7")]
+    return layer_rows(spec)
+
+
 def hw3_cnn() -> pd.DataFrame:
     spec = []
     for channels, size in ((64, 48), (128, 24), (256, 12), (256, 6)):
@@ -175,7 +189,9 @@ FIGURES = {
     "draw_network (HW3 CNN)": lambda: plots.draw_network(hw3_cnn(), "HW3 CNN"),
     "draw_network (slimmed student)": lambda: plots.draw_network(
         slimmed_student(), "submission: student-200k-kd-slim50"),
-    "draw_inverted_residual": plots.draw_inverted_residual,
+    "draw_network (MobileNetV1 student)": lambda: plots.draw_network(
+        mobilenet_v1(), "submission: views-100k-views-s0"),
+    "draw_mobilenet_blocks": plots.draw_mobilenet_blocks,
 }
 
 
