@@ -24,7 +24,7 @@ from matplotlib.path import Path  # noqa: E402
 from matplotlib.text import Annotation, Text  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
-from fer_lib import plots  # noqa: E402
+from fer_lib import diagrams, plots  # noqa: E402
 
 CLASSES = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
 
@@ -186,12 +186,12 @@ FIGURES = {
     "plot_gamma_distribution": lambda: plots.plot_gamma_distribution(
         {"without the penalty": gammas(0, 1.0), "with the L1 penalty": gammas(1, 0.1)}),
     "plot_slimming": slimming_figure,
-    "draw_network (HW3 CNN)": lambda: plots.draw_network(hw3_cnn(), "HW3 CNN"),
-    "draw_network (slimmed student)": lambda: plots.draw_network(
+    "draw_network (HW3 CNN)": lambda: diagrams.draw_network(hw3_cnn(), "HW3 CNN"),
+    "draw_network (slimmed student)": lambda: diagrams.draw_network(
         slimmed_student(), "submission: student-200k-kd-slim50"),
-    "draw_network (MobileNetV1 student)": lambda: plots.draw_network(
+    "draw_network (MobileNetV1 student)": lambda: diagrams.draw_network(
         mobilenet_v1(), "submission: views-100k-views-s0"),
-    "draw_mobilenet_blocks": plots.draw_mobilenet_blocks,
+    "draw_mobilenet_blocks": diagrams.draw_mobilenet_blocks,
 }
 
 
