@@ -77,13 +77,13 @@ class SeedComparison:
                 for g, p in zip(others, adjusted, strict=True)}
 
     def holm_verdict(self, split: str = "val") -> str | None:
-        """`holm_tests` in words, one clause per group ("clean-image logits not told apart
+        """`holm_tests` in words, one clause per group ("clean-image logits: not told apart
         from labels only (+0.3 points, Welch p = 0.612 after Holm's correction)"), joined
         by semicolons; None until every run is stored."""
         tests = self.holm_tests(split)
         if tests is None:
             return None
-        return "; ".join(f"{group} {verdict_words(effect, p)} {self.baseline} ({effect.text}, "
+        return "; ".join(f"{group}: {verdict_words(effect, p)} {self.baseline} ({effect.text}, "
                          f"Welch p{NBSP}={NBSP}{fmt(p, 'p')} after Holm's correction)"
                          for group, (effect, p) in tests.items())
 

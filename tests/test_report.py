@@ -303,7 +303,7 @@ def test_holm_verdict_corrects_over_the_groups_and_waits_for_every_seed():
     # Holm over two: 0.03 -> 0.06, 0.04 -> max(0.06, 0.04) = 0.06: neither survives.
     assert [p for _, p in verdicts.values()] == pytest.approx(list(holm([0.03, 0.04])))
     assert all(p > 0.05 for _, p in verdicts.values())
-    assert cmp.holm_verdict("val").startswith("up not told apart from base (+2.0")
+    assert cmp.holm_verdict("val").startswith("up: not told apart from base (+2.0")
     assert verdict_words(Effect(0.66, 0.64), 0.01) == "better than"
     assert verdict_words(Effect(0.62, 0.64), 0.01) == "worse than"
     incomplete = SeedComparison(groups, "base", ("val",), {**groups, "up": ["u0"]}, effects,
