@@ -17,6 +17,12 @@ from .config import TrainConfig
 AUGMENT_DRAWS = 10  # uniform random numbers each image's augmentation consumes
 
 
+def mirrored(u: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Which draws (..., AUGMENT_DRAWS) mirror their image: bool (...), all False when
+    `flip` is off. The one reading of the draw `augment` mirrors by."""
+    return (u[..., 2] < 0.5) & flip
+
+
 def augment(x: torch.Tensor, cfg: TrainConfig,
             u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Random shift, flip, rotation, zoom and erasing of a normalised batch (B, 1, 48, 48).
@@ -29,7 +35,7 @@ def augment(x: torch.Tensor, cfg: TrainConfig,
     b, _, h, w = x.shape
     angle = (u[:, 0] * 2 - 1) * math.radians(cfg.rotate)
     zoom = 1 + (u[:, 1] * 2 - 1) * cfg.scale
-    flipped = (u[:, 2] < 0.5) & cfg.flip
+    flipped = mirrored(u, cfg.flip)
     mirror = 1 - 2 * flipped.to(x.dtype)
     # affine_grid works in [-1, 1] coordinates: a shift of s pixels is 2 s / size
     tx = (u[:, 3] * 2 - 1) * cfg.shift * 2 / w

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .augment import AUGMENT_DRAWS, augment
+from .augment import AUGMENT_DRAWS, augment, mirrored
 from .config import TrainConfig
 from .evaluate import PIXEL_MEAN, PIXEL_STD, to_input
 
@@ -378,7 +378,7 @@ def describe_store(store: SoftLabelStore, clean_logits: np.ndarray | torch.Tenso
     rows = torch.arange(store.n) if rows is None else torch.as_tensor(np.asarray(rows))
     views = store.probs[rows].float()  # (R, K, 7)
     # The mirrored views get the mirror image's clean target, as the clean-image arm does.
-    flip = (store.draws[rows, :, 2] < 0.5) & bool(store.header["augment"]["flip"])
+    flip = mirrored(store.draws[rows], bool(store.header["augment"]["flip"]))  # (R, K)
     clean = torch.softmax(clean_logits[rows], dim=-1)  # (R, 2, 7)
     clean_per_view = torch.where(flip[..., None], clean[:, 1:2], clean[:, 0:1])  # (R, K, 7)
 
