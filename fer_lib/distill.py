@@ -191,3 +191,52 @@ def describe_teaching(name: str) -> str:
         return "trained on the labels only"
     views = " on the views it trains on" if exp.teacher_views else ""
     return f"distilled from {describe_teacher(exp.teacher)}{views}"
+
+
+IMITATION_DESCRIPTION = "kd_imitation.json"  # scripts/describe_imitation.py writes it
+
+
+def imitation(student_logits: np.ndarray, teacher_logits: np.ndarray,
+              labels: np.ndarray) -> dict[str, float]:
+    """How closely a student follows its teacher on the same images, and where that helps.
+
+    A teacher is right on some images and wrong on the others; a student that imitates it
+    more gains on the first and copies its mistakes on the second. The student's accuracy
+    is exactly ``teacher_right * right_where_teacher_right + (1 - teacher_right) *
+    right_where_teacher_wrong``, so a change in accuracy splits into those two parts.
+
+    Args:
+        student_logits, teacher_logits: (N, 7) logits of the two models on the same images.
+        labels: (N,) class indices.
+
+    Returns:
+        Fractions: ``accuracy`` (the student's), ``teacher_accuracy`` (= ``teacher_right``,
+        the share of images the teacher gets right), ``agreement`` (equal arg-max),
+        ``right_where_teacher_right``, ``right_where_teacher_wrong`` and
+        ``agrees_where_teacher_wrong`` (copies the teacher's wrong class); ``kl``: the mean
+        KL divergence from the teacher's softmax to the student's, in nats (0 when they
+        are equal); ``images``: N.
+    """
+    s = torch.as_tensor(np.asarray(student_logits), dtype=torch.float32)
+    t = torch.as_tensor(np.asarray(teacher_logits), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    if s.ndim != 2 or s.shape != t.shape or y.shape != s.shape[:1]:
+        raise ValueError(f"need student and teacher logits (N, C) and labels (N,), got "
+                         f"{tuple(s.shape)}, {tuple(t.shape)} and {tuple(y.shape)}")
+    if not (torch.isfinite(s).all() and torch.isfinite(t).all()):
+        raise ValueError("the logits hold inf or NaN")
+    if len(y) == 0:
+        raise ValueError("no images to compare")
+    s_pred, t_pred = s.argmax(1), t.argmax(1)
+    s_right, t_right = s_pred == y, t_pred == y
+    if t_right.all() or not t_right.any():  # one of the two parts would be empty
+        raise ValueError("the teacher is right on all images or on none: nothing to split")
+    kl = F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), reduction="batchmean",
+                  log_target=True)
+    return {"images": len(y), "accuracy": float(s_right.float().mean()),
+            "teacher_accuracy": float(t_right.float().mean()),
+            "agreement": float((s_pred == t_pred).float().mean()),
+            "right_where_teacher_right": float(s_right[t_right].float().mean()),
+            "right_where_teacher_wrong": float(s_right[~t_right].float().mean()),
+            "agrees_where_teacher_wrong": float((s_pred == t_pred)[~t_right].float().mean()),
+            "kl": float(kl)}

@@ -24,7 +24,8 @@ class SeedComparison:
     stored: the stored runs of each group; effects[(group, split)]: the mean of `group`
     minus the baseline's mean (an `Effect`); tests[(group, split)]: Welch's test over the
     seeds (`stats.welch`), or None while a group has fewer than two stored seeds;
-    complete: every named run is stored; accuracies[run][split]: its accuracy (a fraction).
+    complete: every named run is stored; accuracies[run][split]: its accuracy (a fraction),
+    or any value `compare_values` was given.
     """
 
     groups: dict[str, list[str]]
@@ -87,6 +88,11 @@ class SeedComparison:
                          f"Welch p{NBSP}={NBSP}{fmt(p, 'p')} after Holm's correction)"
                          for group, (effect, p) in tests.items())
 
+    def mean(self, group: str, split: str) -> float:
+        """The unrounded mean over `group`'s stored seeds (NaN if none)."""
+        values = self._values(group, split)
+        return float(np.mean(values)) if values else math.nan
+
     def _values(self, group: str, split: str) -> list[float]:
         return [self.accuracies[n][split] for n in self.stored[group]]
 
@@ -105,22 +111,34 @@ def compare_seeds(groups: dict[str, list[str]], baseline: str,
     """Compare recipes over seeds: `groups` maps a label to its runs (one per seed), each
     at its reported precision; every other group is tested against `baseline` with
     Welch's test. Missing runs are left out and counted (`SeedComparison.complete`)."""
-    from .stats import welch
-
     if baseline not in groups:
         raise KeyError(f"baseline {baseline!r} is not one of the groups {list(groups)}")
     from .report import reported_table  # report re-exports this module
 
     rows = reported_table(results_dir).set_index("run")
-    stored = {g: [n for n in names if n in rows.index] for g, names in groups.items()}
     accuracies = {n: {s: float(rows.loc[n, f"{s}_acc"]) for s in splits}
-                  for names in stored.values() for n in names}
+                  for names in groups.values() for n in names if n in rows.index}
+    return compare_values(groups, baseline, accuracies, splits)
+
+
+def compare_values(groups: dict[str, list[str]], baseline: str,
+                   values: dict[str, dict[str, float]], keys: tuple[str, ...]
+                   ) -> SeedComparison:
+    """`compare_seeds` on any per-run numbers: ``values[run][key]`` (a run absent from
+    `values` is missing), one Welch test per other group and key. The comparison's
+    ``splits`` are the `keys` (``accuracies`` holds the values)."""
+    from .stats import welch
+
+    if baseline not in groups:
+        raise KeyError(f"baseline {baseline!r} is not one of the groups {list(groups)}")
+    stored = {g: [n for n in names if n in values] for g, names in groups.items()}
+    kept = {n: {k: float(values[n][k]) for k in keys} for names in stored.values() for n in names}
     effects, tests = {}, {}
     for group in groups:
-        for split in splits:
-            a = [accuracies[n][split] for n in stored[group]]
-            b = [accuracies[n][split] for n in stored[baseline]]
-            effects[(group, split)] = Effect(float(np.mean(a)), float(np.mean(b))) \
+        for key in keys:
+            a = [kept[n][key] for n in stored[group]]
+            b = [kept[n][key] for n in stored[baseline]]
+            effects[(group, key)] = Effect(float(np.mean(a)), float(np.mean(b))) \
                 if a and b else None
-            tests[(group, split)] = welch(a, b) if len(a) > 1 and len(b) > 1 else None
-    return SeedComparison(groups, baseline, tuple(splits), stored, effects, tests, accuracies)
+            tests[(group, key)] = welch(a, b) if len(a) > 1 and len(b) > 1 else None
+    return SeedComparison(groups, baseline, tuple(keys), stored, effects, tests, kept)

@@ -229,3 +229,52 @@ def test_how_a_run_learned_is_said_from_its_teacher_and_its_views():
     assert describe_teaching(views_name("logits", 0)) == f"distilled from {teacher}"
     assert describe_teaching(views_name("views", 0)) == (
         f"distilled from {teacher} on the views it trains on")
+
+
+# ----------------------------------------------------------------------------- imitation
+def _random_logits(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 7)).astype(np.float32)
+
+
+def test_imitation_splits_accuracy_into_the_teachers_right_and_wrong_images():
+    from fer_lib.distill import imitation
+
+    s, t = _random_logits(500, 0), _random_logits(500, 1)
+    y = np.random.default_rng(2).integers(0, 7, 500)
+    m = imitation(s, t, y)
+    t_right = t.argmax(1) == y
+    assert m["teacher_accuracy"] == pytest.approx(t_right.mean())
+    assert m["accuracy"] == pytest.approx((s.argmax(1) == y).mean())
+    recombined = (m["teacher_accuracy"] * m["right_where_teacher_right"]
+                  + (1 - m["teacher_accuracy"]) * m["right_where_teacher_wrong"])
+    assert recombined == pytest.approx(m["accuracy"])
+    assert m["agreement"] == pytest.approx((s.argmax(1) == t.argmax(1)).mean())
+    by_hand = (np.exp(_log_softmax(t)) * (_log_softmax(t) - _log_softmax(s))).sum(1).mean()
+    assert m["kl"] == pytest.approx(by_hand, rel=1e-5)
+    assert m["images"] == 500
+
+
+def test_a_student_equal_to_its_teacher_copies_every_mistake():
+    from fer_lib.distill import imitation
+
+    t = _random_logits(300, 3)
+    y = np.random.default_rng(4).integers(0, 7, 300)
+    m = imitation(t.copy(), t, y)
+    assert m["agreement"] == 1.0 and m["agrees_where_teacher_wrong"] == 1.0
+    assert m["right_where_teacher_right"] == 1.0 and m["right_where_teacher_wrong"] == 0.0
+    assert m["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s, t, y: (s[:, :6], t, y), "logits"),
+    (lambda s, t, y: (s, t, y[:-1]), "labels"),
+    (lambda s, t, y: (np.where(s > 1, np.inf, s), t, y), "inf or NaN"),
+    (lambda s, t, y: (s, t, t.argmax(1)), "right on all"),
+])
+def test_imitation_refuses_what_it_cannot_split(change, message):
+    from fer_lib.distill import imitation
+
+    s, t = _random_logits(50, 5), _random_logits(50, 6)
+    y = np.random.default_rng(7).integers(0, 7, 50)
+    with pytest.raises(ValueError, match=message):
+        imitation(*change(s, t, y))

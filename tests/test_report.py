@@ -309,3 +309,23 @@ def test_holm_verdict_corrects_over_the_groups_and_waits_for_every_seed():
     incomplete = SeedComparison(groups, "base", ("val",), {**groups, "up": ["u0"]}, effects,
                                 tests, {})
     assert incomplete.holm_tests("val") is None and incomplete.holm_verdict("val") is None
+
+
+def test_compare_values_tests_any_per_run_number_and_counts_a_missing_run():
+    """The same comparison on numbers that are not stored accuracies: means, Welch's test
+    and the missing run, all from the values given."""
+    from fer_lib.seeds import compare_values
+    from fer_lib.stats import welch as welch_test
+
+    values = {"a0": {"x": 0.50, "y": 0.1}, "a1": {"x": 0.54, "y": 0.3},
+              "b0": {"x": 0.40, "y": 0.2}, "b1": {"x": 0.42, "y": 0.2}, "b2": {"x": 0.47, "y": 0.2}}
+    cmp = compare_values({"a": ["a0", "a1", "a9"], "b": ["b0", "b1", "b2"]}, "b", values,
+                         ("x", "y"))
+    assert not cmp.complete and cmp.stored["a"] == ["a0", "a1"]
+    assert cmp.mean("a", "x") == pytest.approx(0.52) and cmp.mean("b", "y") == pytest.approx(0.2)
+    want = welch_test([0.50, 0.54], [0.40, 0.42, 0.47])
+    assert cmp.tests[("a", "x")]["p"] == pytest.approx(want["p"])
+    assert cmp.effects[("a", "x")].value == pytest.approx(want["diff"])
+    assert cmp.splits == ("x", "y")
+    with pytest.raises(KeyError, match="baseline"):
+        compare_values({"a": ["a0"]}, "b", values, ("x",))

@@ -1,0 +1,64 @@
+"""How closely the distillation study's students follow their teacher, and where it helps.
+
+    python scripts/describe_imitation.py
+
+For every stored run of the distillation study (`fer_lib.catalogue.views_groups`), scores
+the student on the Training images it learned from (clean, with the mirror averaged as in
+every stored score) and reads its stored validation logits; compares each with the
+teacher's logits on the same images (`fer_lib.distill.imitation`) and writes
+``results/kd_imitation.json``. Needs FER2013 (the labels and the training pixels); the
+book reads the file, so a reader without the data sees the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from fer_lib import catalogue, paths
+from fer_lib.data import load_fer2013, train_val_split
+from fer_lib.distill import IMITATION_DESCRIPTION, imitation
+from fer_lib.evaluate import predict_logits
+from fer_lib.store import MissingResultError, find_result, load_result
+
+
+def main() -> None:
+    runs = [name for names in catalogue.views_groups().values() for name in names]
+    stored = [name for name in runs if find_result(catalogue.get(name)) is not None]
+    if not stored:
+        raise SystemExit("no run of the distillation study is stored yet")
+    teachers = {catalogue.get(name).teacher for name in stored} - {None}
+    if len(teachers) != 1:
+        raise SystemExit(f"the study's arms should share one teacher, found {sorted(teachers)}")
+    teacher_name = teachers.pop()
+    teacher = load_result(teacher_name)
+    with np.load(teacher.path / "train_logits.npz") as z:
+        # (N, 2, 7): each image and its mirror; averaged like every stored (TTA) score.
+        teacher_train = z["logits"].astype(np.float32).mean(axis=1)
+    images, labels = load_fer2013().split("Training")
+    cfg = catalogue.get(stored[0]).train
+    train_rows, val_rows = train_val_split(labels, cfg.val_fraction, cfg.split_seed)
+    teacher_val = teacher.logits()["val"]
+    record = {"teacher": teacher_name, "runs": {}}
+    for name in stored:
+        exp = catalogue.get(name)
+        if (exp.train.val_fraction, exp.train.split_seed) != (cfg.val_fraction, cfg.split_seed):
+            raise SystemExit(f"{name}: its validation split differs from {stored[0]}'s")
+        result = load_result(name)
+        try:
+            model = result.model()
+        except MissingResultError as err:
+            raise SystemExit(f"{name}: {err}") from err
+        student_train = predict_logits(model, images[train_rows], tta=True, channels_last=True)
+        record["runs"][name] = {
+            "train": imitation(student_train, teacher_train[train_rows], labels[train_rows]),
+            "val": imitation(result.logits()["val"], teacher_val, labels[val_rows])}
+        print(f"{name}: train {record['runs'][name]['train']['accuracy']:.3f}", flush=True)
+    out = paths.results_dir() / IMITATION_DESCRIPTION
+    out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
