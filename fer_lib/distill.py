@@ -12,6 +12,8 @@ normalised batch (B, 1, 48, 48), `index` the rows of the Training split it came 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -240,3 +242,76 @@ def imitation(student_logits: np.ndarray, teacher_logits: np.ndarray,
             "right_where_teacher_wrong": float(s_right[~t_right].float().mean()),
             "agrees_where_teacher_wrong": float((s_pred == t_pred)[~t_right].float().mean()),
             "kl": float(kl)}
+
+
+# Accuracy = teacher_right * right there + (1 - teacher_right) * right there: the two parts,
+# in accuracy points, keyed as `ImitationStudy.comparison` holds them.
+IMITATION_PARTS = {"part right": "where the ensemble is right",
+                   "part wrong": "where it is wrong"}
+
+
+@dataclass
+class ImitationStudy:
+    """The distillation study's students against their teacher (`imitation_study`).
+
+    comparison: a `seeds.SeedComparison` of each arm against labels only over the seeds,
+        on the keys "train accuracy" (the Training images the student learned from),
+        "accuracy", "agreement", "copies" (agrees where the teacher is wrong) and the two
+        `IMITATION_PARTS`, all on validation, all fractions;
+    kl: each arm's mean KL divergence from the teacher on validation, in nats;
+    teacher_val, teacher_train: the teacher's accuracy on those images;
+    adjusted: Holm-adjusted Welch p per (distilled arm, part), one family.
+    """
+
+    comparison: object
+    kl: dict[str, float]
+    teacher_val: float
+    teacher_train: float
+    adjusted: dict[tuple[str, str], float]
+
+    @property
+    def distilled(self) -> list[str]:
+        return [g for g in self.comparison.groups if g != self.comparison.baseline]
+
+    def parts_text(self, arm: str) -> str:
+        """ "+1.3 points (adjusted p = 0.004) where the ensemble is right, −1.0 points
+        (adjusted p = 0.021) where it is wrong": `arm` minus labels only, in accuracy."""
+        from .formatting import NBSP, fmt
+
+        def one(part: str) -> str:
+            p = fmt(self.adjusted[(arm, part)], "p")
+            p = p if p.startswith("<") else f"={NBSP}{p}"
+            return (f"{self.comparison.effects[(arm, part)].text} (adjusted p{NBSP}{p}) "
+                    f"{IMITATION_PARTS[part]}")
+        return ", ".join(one(part) for part in IMITATION_PARTS)
+
+
+def imitation_study(results_dir=None) -> ImitationStudy | None:
+    """`results/kd_imitation.json` (scripts/describe_imitation.py) compared over seeds,
+    arm by arm against labels only; None until it is written for every run of the study."""
+    from . import catalogue
+    from .plan import read_benchmark
+    from .seeds import compare_values
+    from .stats import holm
+
+    record = read_benchmark(IMITATION_DESCRIPTION, results_dir)
+    groups = catalogue.views_groups()
+    if record is None or not all(n in record["runs"] for ns in groups.values() for n in ns):
+        return None
+    runs = record["runs"]
+    first = next(iter(runs.values()))
+    teacher_val = first["val"]["teacher_accuracy"]
+    values = {run: {"train accuracy": m["train"]["accuracy"], "accuracy": m["val"]["accuracy"],
+                    "agreement": m["val"]["agreement"],
+                    "copies": m["val"]["agrees_where_teacher_wrong"],
+                    "part right": teacher_val * m["val"]["right_where_teacher_right"],
+                    "part wrong": (1 - teacher_val) * m["val"]["right_where_teacher_wrong"]}
+              for run, m in runs.items()}
+    baseline = catalogue.VIEWS_ARM_LABELS["labels"]
+    comparison = compare_values(groups, baseline, values, tuple(next(iter(values.values()))))
+    family = [(arm, part) for arm in groups if arm != baseline for part in IMITATION_PARTS]
+    adjusted = holm([comparison.tests[k]["p"] for k in family])
+    kl = {arm: float(np.mean([runs[n]["val"]["kl"] for n in names]))
+          for arm, names in groups.items()}
+    return ImitationStudy(comparison, kl, teacher_val, first["train"]["teacher_accuracy"],
+                          {k: float(p) for k, p in zip(family, adjusted, strict=True)})

@@ -278,3 +278,49 @@ def test_imitation_refuses_what_it_cannot_split(change, message):
     y = np.random.default_rng(7).integers(0, 7, 50)
     with pytest.raises(ValueError, match=message):
         imitation(*change(s, t, y))
+
+
+def test_imitation_study_compares_each_part_over_seeds_and_waits_for_every_run(tmp_path):
+    """From a written record: the parts sum to the accuracy, each distilled arm is tested
+    against labels only over its seeds, and one family of tests is Holm-corrected."""
+    import json
+
+    from fer_lib.catalogue import VIEWS_ARM_LABELS, views_groups
+    from fer_lib.distill import IMITATION_DESCRIPTION, IMITATION_PARTS, imitation_study
+    from fer_lib.stats import holm, welch
+
+    groups = views_groups()
+    rng = np.random.default_rng(0)
+
+    def measures(right_right: float) -> dict:
+        right_wrong = 0.15 + rng.normal(0, 0.01)
+        return {"accuracy": 0.7 * right_right + 0.3 * right_wrong, "teacher_accuracy": 0.7,
+                "agreement": 0.8, "right_where_teacher_right": right_right,
+                "right_where_teacher_wrong": right_wrong, "agrees_where_teacher_wrong": 0.6,
+                "kl": 0.2, "images": 100}
+
+    runs = {}
+    for arm, names in groups.items():
+        for name in names:
+            rr = 0.83 + (0.02 if arm != VIEWS_ARM_LABELS["labels"] else 0) + rng.normal(0, 0.003)
+            runs[name] = {"train": measures(rr), "val": measures(rr)}
+    record = {"teacher": "t", "runs": runs}
+    (tmp_path / IMITATION_DESCRIPTION).write_text(json.dumps(record))
+    study = imitation_study(tmp_path)
+    labels = VIEWS_ARM_LABELS["labels"]
+    assert study.distilled == [a for a in groups if a != labels]
+    for name, m in runs.items():
+        parts = [study.comparison.accuracies[name][p] for p in IMITATION_PARTS]
+        assert sum(parts) == pytest.approx(m["val"]["accuracy"])
+    arm = study.distilled[0]
+    part = [0.7 * runs[n]["val"]["right_where_teacher_right"] for n in groups[arm]]
+    base = [0.7 * runs[n]["val"]["right_where_teacher_right"] for n in groups[labels]]
+    assert study.comparison.tests[(arm, "part right")]["p"] == pytest.approx(welch(part, base)["p"])
+    family = [(a, p) for a in study.distilled for p in IMITATION_PARTS]
+    raw = [study.comparison.tests[k]["p"] for k in family]
+    assert [study.adjusted[k] for k in family] == pytest.approx(list(holm(raw)))
+    assert "where the ensemble is right" in study.parts_text(arm)
+    del runs[groups[arm][0]]
+    (tmp_path / IMITATION_DESCRIPTION).write_text(json.dumps(record))
+    assert imitation_study(tmp_path) is None
+    assert imitation_study(tmp_path / "nowhere") is None
