@@ -257,10 +257,13 @@ class ImitationStudy:
     comparison: a `seeds.SeedComparison` of each arm against labels only over the seeds,
         on the keys "train accuracy" (the Training images the student learned from),
         "accuracy", "agreement", "copies" (agrees where the teacher is wrong) and the two
-        `IMITATION_PARTS`, all on validation, all fractions;
+        `IMITATION_PARTS`, all on validation, all fractions; and "kl" (nats; its effects
+        are differences of nats, not points, so quote its means and test only);
     kl: each arm's mean KL divergence from the teacher on validation, in nats;
     teacher_val, teacher_train: the teacher's accuracy on those images;
-    adjusted: Holm-adjusted Welch p per (distilled arm, part), one family.
+    adjusted: Holm-adjusted Welch p per (distilled arm, part), one family;
+    others: the record's runs outside the study (e.g. the long schedule's run of the same
+        design), {run: {"train": `imitation`, "val": `imitation`}}.
     """
 
     comparison: object
@@ -268,6 +271,7 @@ class ImitationStudy:
     teacher_val: float
     teacher_train: float
     adjusted: dict[tuple[str, str], float]
+    others: dict[str, dict]
 
     @property
     def distilled(self) -> list[str]:
@@ -299,19 +303,21 @@ def imitation_study(results_dir=None) -> ImitationStudy | None:
     if record is None or not all(n in record["runs"] for ns in groups.values() for n in ns):
         return None
     runs = record["runs"]
-    first = next(iter(runs.values()))
+    studied = {n for names in groups.values() for n in names}
+    first = runs[next(iter(groups.values()))[0]]
     teacher_val = first["val"]["teacher_accuracy"]
     values = {run: {"train accuracy": m["train"]["accuracy"], "accuracy": m["val"]["accuracy"],
                     "agreement": m["val"]["agreement"],
                     "copies": m["val"]["agrees_where_teacher_wrong"],
                     "part right": teacher_val * m["val"]["right_where_teacher_right"],
-                    "part wrong": (1 - teacher_val) * m["val"]["right_where_teacher_wrong"]}
-              for run, m in runs.items()}
+                    "part wrong": (1 - teacher_val) * m["val"]["right_where_teacher_wrong"],
+                    "kl": m["val"]["kl"]}
+              for run, m in runs.items() if run in studied}
     baseline = catalogue.VIEWS_ARM_LABELS["labels"]
     comparison = compare_values(groups, baseline, values, tuple(next(iter(values.values()))))
     family = [(arm, part) for arm in groups if arm != baseline for part in IMITATION_PARTS]
     adjusted = holm([comparison.tests[k]["p"] for k in family])
-    kl = {arm: float(np.mean([runs[n]["val"]["kl"] for n in names]))
-          for arm, names in groups.items()}
+    kl = {arm: comparison.mean(arm, "kl") for arm in groups}
     return ImitationStudy(comparison, kl, teacher_val, first["train"]["teacher_accuracy"],
-                          {k: float(p) for k, p in zip(family, adjusted, strict=True)})
+                          {k: float(p) for k, p in zip(family, adjusted, strict=True)},
+                          {run: m for run, m in runs.items() if run not in studied})

@@ -304,9 +304,12 @@ def test_imitation_study_compares_each_part_over_seeds_and_waits_for_every_run(t
         for name in names:
             rr = 0.83 + (0.02 if arm != VIEWS_ARM_LABELS["labels"] else 0) + rng.normal(0, 0.003)
             runs[name] = {"train": measures(rr), "val": measures(rr)}
-    record = {"teacher": "t", "runs": runs}
+    record = {"teacher": "t", "runs": {**runs, "long-run": {"train": measures(0.9),
+                                                            "val": measures(0.9)}}}
     (tmp_path / IMITATION_DESCRIPTION).write_text(json.dumps(record))
     study = imitation_study(tmp_path)
+    assert list(study.others) == ["long-run"]  # outside the study: kept, not compared
+    assert "long-run" not in study.comparison.accuracies
     labels = VIEWS_ARM_LABELS["labels"]
     assert study.distilled == [a for a in groups if a != labels]
     for name, m in runs.items():
@@ -320,7 +323,7 @@ def test_imitation_study_compares_each_part_over_seeds_and_waits_for_every_run(t
     raw = [study.comparison.tests[k]["p"] for k in family]
     assert [study.adjusted[k] for k in family] == pytest.approx(list(holm(raw)))
     assert "where the ensemble is right" in study.parts_text(arm)
-    del runs[groups[arm][0]]
+    del record["runs"][groups[arm][0]]
     (tmp_path / IMITATION_DESCRIPTION).write_text(json.dumps(record))
     assert imitation_study(tmp_path) is None
     assert imitation_study(tmp_path / "nowhere") is None

@@ -190,7 +190,7 @@ FIGURES = {
     "draw_network (slimmed student)": lambda: diagrams.draw_network(
         slimmed_student(), "submission: student-200k-kd-slim50"),
     "draw_network (MobileNetV1 student)": lambda: diagrams.draw_network(
-        mobilenet_v1(), "submission: views-100k-views-s0"),
+        mobilenet_v1(), "submission: long-100k-v1"),
     "draw_mobilenet_blocks": diagrams.draw_mobilenet_blocks,
 }
 
