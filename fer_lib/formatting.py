@@ -23,7 +23,8 @@ def fmt(value, kind: str) -> str:
     has -> "10 %", "12.5 %"), ``pp`` (a difference of fractions -> "+1.2
     points"), ``bytes`` (-> "209,715 B"), ``params`` (-> "199.7k", "1.00M", "950"),
     ``int`` (-> "28,709"), ``ms`` (-> "3.96 ms"), ``x`` (a ratio -> "12.3×"), ``p`` (a
-    p-value -> "0.031", "< 0.001"), ``num`` (a hyperparameter -> "0.1", "4 × 10⁻⁵").
+    p-value -> "0.031", "< 0.001"), ``num`` (a hyperparameter -> "0.1", "4 × 10⁻⁵"),
+    ``nats`` (an entropy or KL divergence -> "0.190 nats").
     None and NaN give "–". A number and its unit are joined by a no-break space, so a
     narrow table cell or a line of prose never breaks between "63.7" and "%".
     """
@@ -41,6 +42,7 @@ def fmt(value, kind: str) -> str:
         "x": lambda v: f"{v:.1f}×" if v < 100 else f"{v:,.0f}×",
         "p": lambda v: "< 0.001" if v < 0.001 else f"{v:.3f}",
         "num": _number,
+        "nats": lambda v: f"{v:.3f}{NBSP}nats",
     }
     if kind not in formats:
         raise ValueError(f"fmt: unknown kind {kind!r}; known: {', '.join(formats)}")

@@ -99,7 +99,8 @@ def test_precision_table_has_every_stored_precision_of_every_run():
     (199715, "params", "199.7k"), (999521, "params", "1.00M"),
     (950, "params", "950"), (28709, "int", "28,709"), (3.961, "ms", "3.96\u00a0ms"),
     (12.34, "x", "12.3×"), (0.0004, "p", "< 0.001"), (0.0312, "p", "0.031"),
-    (4e-5, "num", "4 × 10⁻⁵"), (0.1, "num", "0.1"), (float("nan"), "acc", "–"),
+    (4e-5, "num", "4 × 10⁻⁵"), (0.1, "num", "0.1"), (0.19, "nats", "0.190\u00a0nats"),
+    (float("nan"), "acc", "–"),
     (None, "bytes", "–"),
 ])
 def test_fmt(value, kind, text):

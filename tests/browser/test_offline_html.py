@@ -185,7 +185,15 @@ def test_page_works_offline(page, site, server, driver, screenshots):
     problems += [f"table wider than its column ({w} > {room} px): {head!r}"
                  for w, room, head in cut_off]
 
-    # 6. Internal links reach existing files.
+    # 6. Computed text reads like the prose around it (myst-nb would make it bold).
+    bold = driver.execute_script(
+        "return [...document.querySelectorAll('p span.pasted-text')].filter(s => "
+        "getComputedStyle(s).fontWeight !== getComputedStyle(s.parentElement).fontWeight)"
+        ".map(s => s.textContent.slice(0, 60));")
+    problems += [f"computed text in another weight than its paragraph: {text!r}"
+                 for text in bold]
+
+    # 7. Internal links reach existing files.
     for link in sorted({urldefrag(href).url for href in found["links"]}):
         status = _status(link)
         if status >= 400:
