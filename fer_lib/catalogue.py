@@ -192,20 +192,14 @@ VIEWS_SEEDS = (0, 1, 2)
 VIEWS_ARMS = ("labels", "logits", "views")
 
 
-# Teachers we keep (#26): trained on this project's CPU, without label smoothing (smoothed
-# teachers distil worse: Mueller, Kornblith & Hinton 2019), their fp16 weights committed
-# so that soft labels on any augmented view can be rebuilt (`fer_lib.softlabels`). A VGG
-# at half width: about 1.2M parameters and 235 MFLOPs a face, a quarter of the GPU
-# teachers' cost (2.05 s per 1,000 views to label, against 9.6 s for the full VGG,
-# measured on 1 thread while another job ran). 50 epochs (about 45 minutes each on 2
-# cores) rather than the GPU teachers' 36: the issue's ~6 CPU-hours hold three of them
-# with room for more members if the ensemble falls short (every 72 % recipe in
-# shared/reference/fer_recipes.md trained for hundreds of epochs).
-# The three VGGs' ensemble fell short (70.8 % private against their best member's 70.7:
-# seeds of one recipe err alike), so the candidates gained a ResNet-18 layout at the
-# width whose FLOPs match the VGG's (244 against 235 MFLOPs a face, 1.09M parameters):
-# another architecture errs differently (Pramerdorfer & Kampel: a VGG, a ResNet and an
-# Inception ensemble 2.5 points above their best member).
+# Teachers we keep (#26): trained on this CPU without label smoothing (smoothed teachers
+# distil worse: Mueller, Kornblith & Hinton 2019), fp16 weights committed so that soft
+# labels on any view can be rebuilt (`fer_lib.softlabels`). A half-width VGG: 1.2M
+# parameters, 235 MFLOPs a face, a quarter of the GPU teachers' cost; 50 epochs (about
+# 45 minutes each on 2 cores), so the issue's ~6 CPU-hours hold three and more. Their
+# ensemble fell short (70.8 % private, best member 70.7: seeds of one recipe err alike),
+# so a ResNet-18 layout at the VGG's FLOPs joined the candidates (244 MFLOPs, 1.09M
+# parameters): another architecture errs differently (Pramerdorfer & Kampel).
 CPU_TEACHER_RECIPE = dict(TEACHER_RECIPE, epochs=50, label_smoothing=0.0)
 CPU_TEACHER_ARCHS = {"vgg": {"width": 0.5}, "resnet": {"width": 0.3125}}
 CPU_VGG_TEACHERS = ("teacher-cpu-vgg-s0", "teacher-cpu-vgg-s1", "teacher-cpu-vgg-s2")
@@ -255,15 +249,18 @@ def _picked(name: str, budget: str, group: str, target: int | None = None,
 
 def _after_design() -> list[Experiment]:
     """The runs that build on the design study's picks: the long schedule at each picked
-    budget (and at the tiny budget with the 200k pick), and distillation's three arms."""
-    exps = []
-    for budget, design in DESIGN_PICKS.items():
-        exps.append(_picked(f"long-{budget}-{design}", budget, "long", **LONG_RECIPE))
+    budget (and at the tiny budget with the 200k pick, and distilled at the study's
+    budget), and distillation's three arms."""
+    exps = [_picked(long_name(budget), budget, "long", **LONG_RECIPE) for budget in DESIGN_PICKS]
     if "200k" in DESIGN_PICKS:
         exps.append(_picked(f"long-27k-{DESIGN_PICKS['200k']}", "200k", "long",
                             target=TINY_TARGET, **LONG_RECIPE))
     if VIEWS_BUDGET in DESIGN_PICKS:
         t, alpha = KD_PICK
+        # Distillation needs long schedules (Beyer et al. 2022): one seed, clean-image logits.
+        exps.append(_picked(long_name(VIEWS_BUDGET, kd=True), VIEWS_BUDGET, "long-kd",
+                            teacher=CPU_ENSEMBLE, **dict(LONG_RECIPE, kd_temperature=t,
+                                                         kd_alpha=alpha)))
         for seed in VIEWS_SEEDS:
             for arm in VIEWS_ARMS:
                 teacher = None if arm == "labels" else CPU_ENSEMBLE
@@ -272,6 +269,11 @@ def _after_design() -> list[Experiment]:
                     views=VIEWS_PER_IMAGE if arm == "views" else 0,
                     **dict(STUDENT_RECIPE, kd_temperature=t, kd_alpha=alpha, seed=seed)))
     return exps
+
+
+def long_name(budget: str, kd: bool = False) -> str:
+    """``long-100k-v1``: the long schedule of `budget`'s picked design; ``-kd``: distilled."""
+    return f"long-{budget}-{DESIGN_PICKS[budget]}" + ("-kd" if kd else "")
 
 
 def views_name(arm: str, seed: int) -> str:

@@ -3,7 +3,7 @@
     python scripts/describe_imitation.py [--only RUN ...]
 
 For every stored run of the distillation study (`fer_lib.catalogue.views_groups`), and
-for the long schedule's run of the same design on labels only (`long_run`), scores
+for the long schedule's run of the same design on labels only (`long_name`), scores
 the student on the Training images it learned from (clean, with the mirror averaged as in
 every stored score) and reads its stored validation logits; compares each with the
 teacher's logits on the same images (`fer_lib.distill.imitation`) and writes
@@ -26,15 +26,9 @@ from fer_lib.evaluate import predict_logits
 from fer_lib.store import MissingResultError, find_result, load_result
 
 
-def long_run() -> str:
-    """The long schedule's run of the study's design: does a longer schedule fit the
-    Training images better than distillation does?"""
-    return f"long-{catalogue.VIEWS_BUDGET}-{catalogue.DESIGN_PICKS[catalogue.VIEWS_BUDGET]}"
-
-
 def main() -> None:
     runs = [name for names in catalogue.views_groups().values() for name in names]
-    runs.append(long_run())
+    runs.append(catalogue.long_name(catalogue.VIEWS_BUDGET))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=runs, metavar="RUN",
                         help="score only these runs, keeping the others' entries")
