@@ -362,21 +362,23 @@ def paired_tests(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- missing runs
 def missing_runs(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """Catalogue runs without a stored result: ``run``, ``group``, ``kind``, ``needs``
-    (runs that must exist first) and ``cpu_minutes``, the estimated training time on the
-    CPU recorded in ``results/cpu_probes.json`` (`fer_lib.plan`; NaN where no probe of
-    that architecture is recorded, 0 for runs that do not train), plus labelling a
-    soft-label store for the first run that needs it (`plan.store_seconds`)."""
+    (runs that must exist first and are not stored yet) and ``cpu_minutes``, the estimated
+    training time on the CPU recorded in ``results/cpu_probes.json`` (`fer_lib.plan`; NaN
+    where no probe of that architecture is recorded, 0 for runs that do not train), plus
+    labelling a soft-label store for the first run that needs it (`plan.store_seconds`)."""
     from .plan import architecture_key, estimate_seconds, load_probes, store_seconds
 
     rates = load_probes(results_dir).get("rates", {})
     rows, stores = [], set()
+    stored = {n for n, e in catalogue.experiments().items() if find_result(e, results_dir)}
     for e in catalogue.experiments().values():
-        if find_result(e, results_dir) is not None:
+        if e.name in stored:
             continue
         rate = rates.get(architecture_key(e)) if e.kind == "train" else None
         seconds = estimate_seconds(e, rate) + store_seconds(e, stores, results_dir)
         rows.append({"run": e.name, "group": e.group, "kind": e.kind,
-                     "needs": ", ".join(e.needs), "cpu_minutes": seconds / 60})
+                     "needs": ", ".join(n for n in e.needs if n not in stored),
+                     "cpu_minutes": seconds / 60})
     return pd.DataFrame(rows, columns=["run", "group", "kind", "needs", "cpu_minutes"])
 
 

@@ -330,3 +330,16 @@ def test_compare_values_tests_any_per_run_number_and_counts_a_missing_run():
     assert cmp.splits == ("x", "y")
     with pytest.raises(KeyError, match="baseline"):
         compare_values({"a": ["a0"]}, "b", values, ("x",))
+
+
+def test_missing_runs_name_only_prerequisites_that_are_missing_too(tmp_path):
+    """"needs first" is what stands in a run's way: a stored teacher is not named."""
+    from fer_lib import catalogue
+
+    missing = report.missing_runs(RESULTS)
+    for row in missing.itertuples():
+        assert {n for n in row.needs.split(", ") if n} <= set(missing["run"]), row.run
+    nothing_stored = report.missing_runs(tmp_path).set_index("run")
+    assert len(nothing_stored) == len(catalogue.experiments())
+    for name, exp in catalogue.experiments().items():
+        assert nothing_stored.loc[name, "needs"] == ", ".join(exp.needs)
