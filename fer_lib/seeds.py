@@ -44,7 +44,7 @@ class SeedComparison:
         """Mean ± standard deviation over the stored seeds, unbroken ("missing" if none)."""
         values = self._values(group, split)
         sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-        return mean_sd(float(np.mean(values)) if values else math.nan, sd, len(values))
+        return mean_sd(self.mean(group, split), sd, len(values))
 
     def difference(self, group: str, split: str) -> str:
         """The printed difference from the baseline with Welch's p, or "–"."""
