@@ -259,7 +259,6 @@ class ImitationStudy:
         "accuracy", "agreement", "copies" (agrees where the teacher is wrong) and the two
         `IMITATION_PARTS`, all on validation, all fractions; and "kl" (nats; its effects
         are differences of nats, not points, so quote its means and test only);
-    kl: each arm's mean KL divergence from the teacher on validation, in nats;
     teacher_val, teacher_train: the teacher's accuracy on those images;
     adjusted: Holm-adjusted Welch p per (distilled arm, part), one family;
     others: the record's runs outside the study (e.g. the long schedule's run of the same
@@ -267,11 +266,15 @@ class ImitationStudy:
     """
 
     comparison: object
-    kl: dict[str, float]
     teacher_val: float
     teacher_train: float
     adjusted: dict[tuple[str, str], float]
     others: dict[str, dict]
+
+    @property
+    def kl(self) -> dict[str, float]:
+        """Each arm's mean KL divergence from the teacher on validation, in nats."""
+        return {arm: self.comparison.mean(arm, "kl") for arm in self.comparison.groups}
 
     @property
     def distilled(self) -> list[str]:
@@ -317,7 +320,6 @@ def imitation_study(results_dir=None) -> ImitationStudy | None:
     comparison = compare_values(groups, baseline, values, tuple(next(iter(values.values()))))
     family = [(arm, part) for arm in groups if arm != baseline for part in IMITATION_PARTS]
     adjusted = holm([comparison.tests[k]["p"] for k in family])
-    kl = {arm: comparison.mean(arm, "kl") for arm in groups}
-    return ImitationStudy(comparison, kl, teacher_val, first["train"]["teacher_accuracy"],
+    return ImitationStudy(comparison, teacher_val, first["train"]["teacher_accuracy"],
                           {k: float(p) for k, p in zip(family, adjusted, strict=True)},
                           {run: m for run, m in runs.items() if run not in studied})
