@@ -125,12 +125,10 @@ KD_ALPHAS = (0.5, 0.9)
 # the pick's gain is then measured against the spread of seeds, not assumed from one run.
 KD_PICK = (1.0, 0.5)
 KD_EXTRA_SEEDS = (1, 2)
-# Slimming's L1 weight on BatchNorm gammas. The trained student's gates sit at about 1
-# (their initial value). On its own the penalty moves a gamma by bn_l1 x (the sum of the
-# learning rate over all steps) / (1 - momentum), about 250 / 0.1 for the 50-epoch
-# student recipe (`prune.l1_pull`): 5e-4 can take an unneeded gate from 1 to 0 over the
-# run, while the loss holds the ones the model uses (2e-3 cost 9 points of validation
-# accuracy by epoch 3 in a try, so the run was stopped).
+# Slimming's L1 weight on BatchNorm gammas (gates start at 1). Alone it moves a gamma by
+# bn_l1 x (sum of the learning rate) / (1 - momentum), about 250 / 0.1 here
+# (`prune.l1_pull`): 5e-4 can take an unneeded gate to 0 while the loss holds the used ones
+# (2e-3 cost 9 points of validation accuracy by epoch 3 in a try, so it was stopped).
 SLIM_BN_L1 = 5e-4
 SLIM_FINETUNE = dict(epochs=20, lr=0.01, bn_l1=0.0)
 # The longer fine-tune of the stored 200k student: 20 more epochs of cosine from 0.01.
@@ -168,24 +166,19 @@ DESIGN_BUDGETS = {"200k": (200_000, "int8", ("base", "6x6", "early", "stem2", "v
 REPLICA_PARAMS = 102_709  # report A's count (hw8_reports.md)
 
 
-# The design each budget's study chose on validation (`fer_lib.design.design_pick`: the
-# best mean validation accuracy over the seeds, once all of the budget's runs are stored;
-# a test checks these against the stored runs). The runs below are built on them.
+# The design each budget's study chose on validation (`fer_lib.design.design_pick`; a
+# test checks these against the stored runs). The runs below are built on them.
 DESIGN_PICKS: dict[str, str] = {"200k": "early", "100k": "v1"}
-# The long schedule (#26 item 2), label-only: 150 epochs cost about 7.5 times the study's
-# 20, with an exponential average of the weights kept (a horizon of about 1,000 steps,
-# some 10 epochs at 101 steps an epoch); the same run also measures the plain iterate
-# (`TrainResult.plain_model`), so averaging is a measured variant at no extra cost.
+# The long schedule (#26 item 2), label-only: 150 epochs, with an exponential average of
+# the weights kept (a horizon of ~1,000 steps, some 10 epochs); the same run measures the
+# plain iterate too (`TrainResult.plain_model`): averaging is a variant at no extra cost.
 LONG_RECIPE = dict(STUDENT_RECIPE, epochs=150, ema=0.999)
-# The tiny budget (a 32,768-byte int8 file): the 200k budget's design, sized to 27k
-# parameters (the study ran no designs at this size: an untested transfer, said so).
+# The tiny budget (32,768 B int8): the 200k pick sized to 27k (an untested transfer).
 TINY_TARGET = 27_000
-# Distillation on the student's views (#26 item 4): three arms at one size, three seeds
-# each, with the CPU teachers: labels only, their logits on the clean images (as every
-# earlier student), their probabilities on K stored views per image (`teacher_views`).
-# The 100k budget: about 15 minutes a 50-epoch run, against 25 for 200k. T and alpha:
-# the grid's pick on validation (`KD_PICK`). K = 8 views: a store of about 12 MB,
-# labelled once in about 25 minutes by the three teachers on 2 cores.
+# Distillation on the student's views (#26 item 4), three seeds an arm, with the CPU
+# teachers: labels only, their logits on clean images, their probabilities on K stored
+# views per image (`teacher_views`). 100k: about 15 minutes a 50-epoch run (200k: 25).
+# T, alpha: the grid's pick (`KD_PICK`). K = 8: a 12 MB store, labelled in ~25 minutes.
 VIEWS_BUDGET = "100k"
 VIEWS_PER_IMAGE = 8
 VIEWS_SEEDS = (0, 1, 2)
@@ -195,23 +188,25 @@ VIEWS_ARMS = ("labels", "logits", "views")
 # Teachers we keep (#26): trained on this CPU without label smoothing (smoothed teachers
 # distil worse: Mueller, Kornblith & Hinton 2019), fp16 weights committed so that soft
 # labels on any view can be rebuilt (`fer_lib.softlabels`). A half-width VGG: 1.2M
-# parameters, 235 MFLOPs a face, a quarter of the GPU teachers' cost; 50 epochs (about
-# 45 minutes each on 2 cores), so the issue's ~6 CPU-hours hold three and more. Their
-# ensemble fell short (70.8 % private, best member 70.7: seeds of one recipe err alike),
-# so a ResNet-18 layout at the VGG's FLOPs joined the candidates (244 MFLOPs, 1.09M
-# parameters): another architecture errs differently (Pramerdorfer & Kampel).
+# parameters, 235 MFLOPs a face, 50 epochs (~45 minutes on 2 cores). Seeds of one recipe
+# err alike, so a ResNet-18 layout at the VGG's FLOPs (244 MFLOPs, 1.09M parameters) joined
+# the candidates: another architecture errs differently (Pramerdorfer & Kampel).
 CPU_TEACHER_RECIPE = dict(TEACHER_RECIPE, epochs=50, label_smoothing=0.0)
 CPU_TEACHER_ARCHS = {"vgg": {"width": 0.5}, "resnet": {"width": 0.3125}}
 CPU_VGG_TEACHERS = ("teacher-cpu-vgg-s0", "teacher-cpu-vgg-s1", "teacher-cpu-vgg-s2")
 CPU_TEACHERS = (*CPU_VGG_TEACHERS, "teacher-cpu-resnet-s0")
-# The teachers above are candidates: the ensemble keeps those that greedy forward
-# selection on validation keeps (`distill.choose_members`). A student's result is keyed by
-# its teacher's name, not its members: distil from it once the candidates are final.
+# Candidates: the ensemble keeps those that greedy forward selection on validation keeps
+# (`distill.choose_members`). Students are keyed by its name, not its members.
 CPU_ENSEMBLE = "teacher-cpu-ensemble"
 # All the VGG candidates averaged, chosen by nobody: what seeds of one recipe give.
 CPU_VGG_ENSEMBLE = "teacher-cpu-vgg-ensemble"
+# The ensemble's last lever inside the ~6 CPU-hours: one VGG on twice the schedule (every
+# VGG above peaked at epochs 44-50 of 50), a candidate beside the four in a new ensemble,
+# so that the students distilled from `CPU_ENSEMBLE` keep the teacher they had.
+CPU_LONG_TEACHER, CPU_LONG_TEACHER_EPOCHS = "teacher-cpu-vgg-long-s3", 100
+CPU_FINAL_ENSEMBLE = "teacher-cpu-ensemble-final"
 # Runs whose weights are committed whatever their size (`experiments.keeps_weights`).
-KEEP_WEIGHTS = frozenset(CPU_TEACHERS)
+KEEP_WEIGHTS = frozenset((*CPU_TEACHERS, CPU_LONG_TEACHER))
 
 
 def design_name(budget: str, design: str, seed: int | None = None) -> str:
@@ -353,6 +348,10 @@ def build_catalogue() -> dict[str, Experiment]:
                            keep_logits=True, precision="fp16"))
     exps.append(Experiment(CPU_ENSEMBLE, "ensemble", kind="ensemble", members=CPU_TEACHERS,
                            choose_members=True, keep_logits=True, precision="fp16"))
+    exps.append(_cpu_teacher(CPU_LONG_TEACHER, epochs=CPU_LONG_TEACHER_EPOCHS))
+    exps.append(Experiment(CPU_FINAL_ENSEMBLE, "ensemble", kind="ensemble",
+                           members=(*CPU_TEACHERS, CPU_LONG_TEACHER), choose_members=True,
+                           keep_logits=True, precision="fp16"))
     # The design study, seed by seed: every design's first seed comes first.
     exps += [_design(budget, design, seed) for seed in DESIGN_SEEDS
              for budget, (_, _, designs) in DESIGN_BUDGETS.items() for design in designs]
@@ -360,11 +359,12 @@ def build_catalogue() -> dict[str, Experiment]:
     return {e.name: e for e in exps}
 
 
-def _cpu_teacher(name: str) -> Experiment:
-    """``teacher-cpu-vgg-s0``: a kept CPU teacher of family `CPU_TEACHER_ARCHS`, seed."""
+def _cpu_teacher(name: str, **recipe) -> Experiment:
+    """``teacher-cpu-vgg-s0``: a kept CPU teacher of family `CPU_TEACHER_ARCHS`, seed, on
+    `CPU_TEACHER_RECIPE` updated by `recipe`."""
     family, seed = name.split("-")[2], int(name.rsplit("-s", 1)[1])
     cfg = TrainConfig(family=family, model_args=CPU_TEACHER_ARCHS[family], seed=seed,
-                      **CPU_TEACHER_RECIPE)
+                      **dict(CPU_TEACHER_RECIPE, **recipe))
     return Experiment(name, "teacher", cfg, keep_logits=True, precision="fp16")
 
 

@@ -182,6 +182,19 @@ def describe_teacher(name: str) -> str:
     return f"the ensemble of {size} teachers ({kinds})"
 
 
+def quoted_teacher(results_dir=None) -> str:
+    """The teacher ensemble the book quotes as ours: the newest stored one of
+    `catalogue.CPU_FINAL_ENSEMBLE` (the kept teachers plus the long VGG, chosen on
+    validation), `catalogue.CPU_ENSEMBLE` (the kept teachers) and the first, smoothed
+    `catalogue.ENSEMBLE`. Each later one chose among more candidates on validation."""
+    from . import catalogue
+    from .store import find_result
+
+    order = (catalogue.CPU_FINAL_ENSEMBLE, catalogue.CPU_ENSEMBLE)
+    return next((n for n in order if find_result(catalogue.get(n), results_dir) is not None),
+                catalogue.ENSEMBLE)
+
+
 def describe_teaching(name: str) -> str:
     """How catalogue run `name` learned, in words: "trained on the labels only",
     "distilled from <describe_teacher>" (clean-image logits), or "distilled from

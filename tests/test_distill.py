@@ -327,3 +327,25 @@ def test_imitation_study_compares_each_part_over_seeds_and_waits_for_every_run(t
     (tmp_path / IMITATION_DESCRIPTION).write_text(json.dumps(record))
     assert imitation_study(tmp_path) is None
     assert imitation_study(tmp_path / "nowhere") is None
+
+
+def test_the_quoted_teacher_is_the_newest_stored_ensemble(tmp_path):
+    """The book quotes the first, smoothed ensemble until a kept-teacher ensemble is stored,
+    then the one chosen among the most candidates."""
+    import json
+
+    from fer_lib import catalogue
+    from fer_lib.distill import quoted_teacher
+
+    assert quoted_teacher(tmp_path) == catalogue.ENSEMBLE
+    for name in (catalogue.CPU_ENSEMBLE, catalogue.CPU_FINAL_ENSEMBLE):
+        exp = catalogue.get(name)
+        folder = tmp_path / exp.folder
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"experiment": exp.to_dict(),
+                                                        "hash": exp.key}))
+        (folder / "metrics.json").write_text("{}")
+        (folder / "history.csv").write_text("epoch\n")
+        assert quoted_teacher(tmp_path) == name
+    assert set(catalogue.get(catalogue.CPU_FINAL_ENSEMBLE).members) > set(
+        catalogue.get(catalogue.CPU_ENSEMBLE).members)

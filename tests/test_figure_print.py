@@ -126,6 +126,16 @@ def slimmed_student() -> pd.DataFrame:
     return layer_rows(spec)
 
 
+def submission_network() -> tuple[pd.DataFrame, str]:
+    """The layers and title of today's strong-baseline submission, as the Q1 chapter draws
+    them (its stored result's architecture, freshly initialised: no weights or pixels)."""
+    from fer_lib import submission
+    from fer_lib.models import layer_table
+
+    chosen = submission(225_000)
+    return layer_table(chosen.result().architecture()), f"submission: {chosen.run}"
+
+
 def mobilenet_v1() -> pd.DataFrame:
     """The 100k MobileNetV1 layout: a stem, then depthwise and pointwise rows in turn (a
     depthwise row keeps its input's channels)."""
@@ -190,7 +200,8 @@ FIGURES = {
     "draw_network (slimmed student)": lambda: diagrams.draw_network(
         slimmed_student(), "submission: student-200k-kd-slim50"),
     "draw_network (MobileNetV1 student)": lambda: diagrams.draw_network(
-        mobilenet_v1(), "submission: long-100k-v1"),
+        mobilenet_v1(), "MobileNetV1 student"),
+    "draw_network (today's submission)": lambda: diagrams.draw_network(*submission_network()),
     "draw_mobilenet_blocks": diagrams.draw_mobilenet_blocks,
 }
 
