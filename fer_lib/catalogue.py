@@ -321,10 +321,8 @@ def build_catalogue() -> dict[str, Experiment]:
                               seed=seed, **SWEEP_RECIPE)
             exps.append(Experiment(f"q4-{SWEEP_FAMILIES[family][6:]}-{downsample}-"
                                    f"{Q4_ABLATION_SIZE // 1000}k-s{seed}", "ablation-q4", cfg))
-    exps += [_student("100k"), _student("200k"), _student("27k"),
-             _student("100k", kd=False, group="ablation-kd"),
-             _student("200k", kd=False, group="ablation-kd"),
-             _student("27k", kd=False, group="ablation-kd")]
+    exps += [_student(size) for size in ("100k", "200k", "27k")]
+    exps += [_student(size, kd=False, group="ablation-kd") for size in ("100k", "200k", "27k")]
     exps += [_student(KD_GRID_SIZE, group="ablation-temperature", suffix=kd_suffix(t, a),
                       kd_temperature=t, kd_alpha=a)
              for a in KD_ALPHAS for t in KD_TEMPERATURES
@@ -344,8 +342,7 @@ def build_catalogue() -> dict[str, Experiment]:
     exps.append(_student(KD_GRID_SIZE, group="recipe", suffix="-ls0", label_smoothing=0.0))
     exps += [_cpu_teacher(name) for name in CPU_TEACHERS]
     exps.append(Experiment(CPU_VGG_ENSEMBLE, "ensemble", kind="ensemble",
-                           members=CPU_VGG_TEACHERS,
-                           keep_logits=True, precision="fp16"))
+                           members=CPU_VGG_TEACHERS, keep_logits=True, precision="fp16"))
     exps.append(Experiment(CPU_ENSEMBLE, "ensemble", kind="ensemble", members=CPU_TEACHERS,
                            choose_members=True, keep_logits=True, precision="fp16"))
     exps.append(_cpu_teacher(CPU_LONG_TEACHER, epochs=CPU_LONG_TEACHER_EPOCHS))
