@@ -39,6 +39,8 @@ class Experiment:
         images; K > 0 from its probabilities on K stored augmented views of each image,
         the views the student trains on (`fer_lib.softlabels`; the teacher, or every
         member of an ensemble, must have its weights stored).
+    view_shift: an ensemble that scores each member's stored weights on the face and its
+        shifts by this many pixels (`evaluate.predict_shifted`); 0: their stored logits.
     precision: the export precision the result is reported at (bytes, summary row).
     keep_logits: store float16 logits (True) or uint8 predictions (False).
     """
@@ -55,14 +57,15 @@ class Experiment:
     keep_logits: bool = False
     teacher_views: int = 0
     choose_members: bool = False
+    view_shift: int = 0
 
     def __post_init__(self):
         if self.teacher_views < 0 or (self.teacher_views and self.teacher is None):
             raise ValueError(f"{self.name}: teacher_views={self.teacher_views!r} needs a "
                              "teacher and a count of at least 0")
-        if self.choose_members and self.kind != "ensemble":
-            raise ValueError(f"{self.name}: choose_members applies to an ensemble, not to "
-                             f"kind={self.kind!r}")
+        if (self.choose_members or self.view_shift) and self.kind != "ensemble":
+            raise ValueError(f"{self.name}: choose_members and view_shift apply to an "
+                             f"ensemble, not to kind={self.kind!r}")
 
     def to_dict(self) -> dict:
         """The description its hash is taken of: fields added after results were stored
@@ -87,7 +90,7 @@ class Experiment:
 
 
 # Experiment fields added after results were stored, with their defaults (see to_dict).
-LATER_EXPERIMENT_FIELDS = {"teacher_views": 0, "choose_members": False}
+LATER_EXPERIMENT_FIELDS = {"teacher_views": 0, "choose_members": False, "view_shift": 0}
 
 
 def config_hash(config: dict) -> str:
@@ -137,8 +140,6 @@ FINETUNE_RECIPE = dict(epochs=20, lr=0.01)
 # where the two differ most, so the effect of downsampling is measured, not assumed.
 Q4_ABLATION_SIZE = 4_000
 Q4_ABLATIONS = {"mobilenet_v1": "pool", "cnn": "stride"}
-
-
 # The student design study (#26): MobileNets at the two budgets that differ in where
 # their parameters sit, all label-only, on one short schedule, two seeds each, so the
 # design is chosen on validation before long runs are spent on it. Widths are fitted to
@@ -164,8 +165,6 @@ STUDENT_DESIGNS = {
 DESIGN_BUDGETS = {"200k": (200_000, "int8", ("base", "6x6", "early", "stem2", "v1")),
                   "100k": (102_709, "fp16", ("replica", "6x6", "v1"))}
 REPLICA_PARAMS = 102_709  # report A's count (hw8_reports.md)
-
-
 # The design each budget's study chose on validation (`fer_lib.design.design_pick`; a
 # test checks these against the stored runs). The runs below are built on them.
 DESIGN_PICKS: dict[str, str] = {"200k": "early", "100k": "v1"}
@@ -183,8 +182,6 @@ VIEWS_BUDGET = "100k"
 VIEWS_PER_IMAGE = 8
 VIEWS_SEEDS = (0, 1, 2)
 VIEWS_ARMS = ("labels", "logits", "views")
-
-
 # Teachers we keep (#26): trained on this CPU without label smoothing (smoothed teachers
 # distil worse: Mueller, Kornblith & Hinton 2019), fp16 weights committed so that soft
 # labels on any view can be rebuilt (`fer_lib.softlabels`). A half-width VGG: 1.2M
@@ -205,6 +202,9 @@ CPU_VGG_ENSEMBLE = "teacher-cpu-vgg-ensemble"
 # so that the students distilled from `CPU_ENSEMBLE` keep the teacher they had.
 CPU_LONG_TEACHER, CPU_LONG_TEACHER_EPOCHS = "teacher-cpu-vgg-long-s3", 100
 CPU_FINAL_ENSEMBLE = "teacher-cpu-ensemble-final"
+# The same candidates scored on each face and its four 2-pixel shifts, each with its mirror
+# (`evaluate.predict_shifted`): the book quotes the one of the two validation prefers.
+CPU_SHIFTED_ENSEMBLE, CPU_TEACHER_SHIFT = "teacher-cpu-ensemble-final-shift2", 2
 # Runs whose weights are committed whatever their size (`experiments.keeps_weights`).
 KEEP_WEIGHTS = frozenset((*CPU_TEACHERS, CPU_LONG_TEACHER))
 
@@ -340,15 +340,7 @@ def build_catalogue() -> dict[str, Experiment]:
                            teacher=ENSEMBLE, slim_from=student.name, slim_fraction=0.0,
                            precision="int8"))
     exps.append(_student(KD_GRID_SIZE, group="recipe", suffix="-ls0", label_smoothing=0.0))
-    exps += [_cpu_teacher(name) for name in CPU_TEACHERS]
-    exps.append(Experiment(CPU_VGG_ENSEMBLE, "ensemble", kind="ensemble",
-                           members=CPU_VGG_TEACHERS, keep_logits=True, precision="fp16"))
-    exps.append(Experiment(CPU_ENSEMBLE, "ensemble", kind="ensemble", members=CPU_TEACHERS,
-                           choose_members=True, keep_logits=True, precision="fp16"))
-    exps.append(_cpu_teacher(CPU_LONG_TEACHER, epochs=CPU_LONG_TEACHER_EPOCHS))
-    exps.append(Experiment(CPU_FINAL_ENSEMBLE, "ensemble", kind="ensemble",
-                           members=(*CPU_TEACHERS, CPU_LONG_TEACHER), choose_members=True,
-                           keep_logits=True, precision="fp16"))
+    exps += _cpu_teachers()
     # The design study, seed by seed: every design's first seed comes first.
     exps += [_design(budget, design, seed) for seed in DESIGN_SEEDS
              for budget, (_, _, designs) in DESIGN_BUDGETS.items() for design in designs]
@@ -356,13 +348,24 @@ def build_catalogue() -> dict[str, Experiment]:
     return {e.name: e for e in exps}
 
 
-def _cpu_teacher(name: str, **recipe) -> Experiment:
-    """``teacher-cpu-vgg-s0``: a kept CPU teacher of family `CPU_TEACHER_ARCHS`, seed, on
-    `CPU_TEACHER_RECIPE` updated by `recipe`."""
-    family, seed = name.split("-")[2], int(name.rsplit("-s", 1)[1])
-    cfg = TrainConfig(family=family, model_args=CPU_TEACHER_ARCHS[family], seed=seed,
-                      **dict(CPU_TEACHER_RECIPE, **recipe))
-    return Experiment(name, "teacher", cfg, keep_logits=True, precision="fp16")
+def _cpu_teachers() -> list[Experiment]:
+    """The kept CPU teachers (family and seed from the name: ``teacher-cpu-vgg-s0``, on
+    `CPU_TEACHER_RECIPE`; the long one on its own epochs) and their ensembles."""
+    def teacher(name: str, **recipe) -> Experiment:
+        family, seed = name.split("-")[2], int(name.rsplit("-s", 1)[1])
+        cfg = TrainConfig(family=family, model_args=CPU_TEACHER_ARCHS[family], seed=seed,
+                          **dict(CPU_TEACHER_RECIPE, **recipe))
+        return Experiment(name, "teacher", cfg, keep_logits=True, precision="fp16")
+
+    ensemble = functools.partial(Experiment, group="ensemble", kind="ensemble",
+                                 keep_logits=True, precision="fp16")
+    final = (*CPU_TEACHERS, CPU_LONG_TEACHER)
+    return [*map(teacher, CPU_TEACHERS), ensemble(CPU_VGG_ENSEMBLE, members=CPU_VGG_TEACHERS),
+            ensemble(CPU_ENSEMBLE, members=CPU_TEACHERS, choose_members=True),
+            teacher(CPU_LONG_TEACHER, epochs=CPU_LONG_TEACHER_EPOCHS),
+            ensemble(CPU_FINAL_ENSEMBLE, members=final, choose_members=True),
+            ensemble(CPU_SHIFTED_ENSEMBLE, members=final, choose_members=True,
+                     view_shift=CPU_TEACHER_SHIFT)]
 
 
 def _slimming(student: Experiment) -> list[Experiment]:
@@ -401,8 +404,6 @@ def kd_grid_runs(seed: int = 0) -> dict[tuple[float, float], str]:
     tail = f"-s{seed}" if seed else ""
     return {(t, a): f"student-{KD_GRID_SIZE}-kd{kd_grid_suffix(t, a)}{tail}"
             for a in KD_ALPHAS for t in KD_TEMPERATURES}
-
-
 
 
 @functools.cache

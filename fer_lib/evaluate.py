@@ -56,6 +56,38 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, *, tta: 
     return (plain + mirrored) / 2
 
 
+def shifted_images(images: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """uint8 images (N, 48, 48) moved `dx` pixels right and `dy` down (negative: left,
+    up); the edge pixels are repeated into the gap, as the trainer's shifts do (border
+    padding in `fer_lib.augment`). Integer shifts move pixels exactly: no resampling."""
+    images = np.asarray(images)
+    s = max(abs(dx), abs(dy))
+    padded = np.pad(images, ((0, 0), (s, s), (s, s)), mode="edge")
+    h, w = images.shape[1:]
+    return padded[:, s - dy:s - dy + h, s - dx:s - dx + w]
+
+
+def shift_offsets(shift: int) -> tuple[tuple[int, int], ...]:
+    """The (dx, dy) positions of `predict_shifted`: the image itself, then `shift` pixels
+    right, left, down and up."""
+    return ((0, 0), (shift, 0), (-shift, 0), (0, shift), (0, -shift))
+
+
+def predict_shifted(model: nn.Module, images: np.ndarray, shift: int, *,
+                    batch_size: int = SCORE_BATCH, device: str | torch.device = "cpu",
+                    channels_last: bool = True) -> np.ndarray:
+    """Float32 logits (N, 7) of uint8 `images` (N, 48, 48) averaged over ten views: the
+    flip-TTA logits (`predict_logits` with ``tta=True``) at each of the five positions of
+    `shift_offsets`. ``shift=0`` is plain flip TTA. Costs five times flip TTA."""
+    if shift < 0:
+        raise ValueError(f"shift must be a number of pixels >= 0, got {shift!r}")
+    offsets = shift_offsets(shift) if shift else ((0, 0),)
+    return np.mean([predict_logits(model, shifted_images(images, dx, dy), tta=True,
+                                   batch_size=batch_size, device=device,
+                                   channels_last=channels_last)
+                    for dx, dy in offsets], axis=0)
+
+
 @torch.no_grad()
 def _logits(model, images, *, mirror: bool, batch_size, device, channels_last) -> np.ndarray:
     """(N, 7) float32 logits, or (N, 2, 7) with each mirror image's beside (`mirror`)."""

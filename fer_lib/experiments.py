@@ -32,7 +32,15 @@ from .catalogue import (  # noqa: F401  (re-exported)
 from .config import ConfigError, TrainConfig
 from .data import CLASS_NAMES, EVAL_SETS, FER2013, evaluation_sets
 from .distill import CachedTeacher, average_logits, choose_members, teacher_logits_with_flip
-from .evaluate import accuracy, confusion_matrix, per_class_accuracy, score, to_input
+from .evaluate import (
+    accuracy,
+    confusion_matrix,
+    per_class_accuracy,
+    predict_shifted,
+    score,
+    shift_offsets,
+    to_input,
+)
 from .models import count_flops, count_params
 from .softlabels import StoredViewTeacher, load_or_build
 from .store import (  # noqa: F401  (re-exported)
@@ -337,22 +345,26 @@ def _run_ensemble(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: P
     for member in members[1:]:
         check_same_split(members[0].experiment, member.experiment)
     cfg = members[0].experiment.train
-    labels = {s: y for s, (_, y) in evaluation_sets(data, cfg.val_fraction,
-                                                    cfg.split_seed).items()}
+    sets = evaluation_sets(data, cfg.val_fraction, cfg.split_seed)
+    labels = {s: y for s, (_, y) in sets.items()}
+    candidates = dict(zip(exp.members, members, strict=True))
+    val = {m: _member_logits(exp, r, sets, ("val",)) for m, r in candidates.items()}
     selection = None
     if exp.choose_members:  # on validation only; the test splits are read afterwards
-        candidates = dict(zip(exp.members, members, strict=True))
-        path = choose_members({m: r.logits()["val"] for m, r in candidates.items()},
-                              labels["val"])
+        path = choose_members({m: v["val"] for m, v in val.items()}, labels["val"])
         selection = [{"member": m, "val_acc": acc} for m, acc in path]
         members = [candidates[m] for m, _ in path]
     names = [r.experiment.name for r in members]
     caches = [_member_cache(m, results_dir, runs_dir) for m in names]
-    member_logits = [r.logits() for r in members]
-    logits = {s: average_logits(np.stack([m[s] for m in member_logits])) for s in EVAL_SETS}
+    tests = tuple(s for s in EVAL_SETS if s != "val")
+    outputs = [val[r.experiment.name] | _member_logits(exp, r, sets, tests) for r in members]
+    logits = {s: average_logits(np.stack([m[s] for m in outputs])) for s in EVAL_SETS}
     metrics = {f"{s}_acc": accuracy(logits[s], labels[s]) for s in EVAL_SETS}
     metrics.update(class_metrics(logits, labels))
-    metrics["scoring"] = "members' stored logits"
+    metrics["scoring"] = ("members' stored logits" if not exp.view_shift else
+                          "members' stored weights: flip TTA on each face and its "
+                          f"{len(shift_offsets(1)) - 1} shifts by {exp.view_shift} px")
+    metrics["member_val_acc"] = {m: accuracy(v["val"], labels["val"]) for m, v in val.items()}
     if selection is not None:
         metrics["members"], metrics["selection"] = names, selection
     metrics["params"] = int(sum(r.metrics["params"] for r in members))
@@ -361,6 +373,20 @@ def _run_ensemble(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: P
                         for p in members[0].metrics["bytes"]}
     return {"history": [], "metrics": metrics, "logits": logits,
             "train_logits": average_logits(np.stack(caches))}
+
+
+def _member_logits(exp: Experiment, result: Result, sets: dict, names) -> dict[str, np.ndarray]:
+    """A member's (N, 7) logits on the evaluation sets `names` of `sets`: its stored
+    flip-TTA logits, or, for an ensemble with `view_shift`, scored from its stored weights
+    on the shifted views (`evaluate.predict_shifted`)."""
+    if not exp.view_shift:
+        stored = result.logits()
+        return {s: stored[s] for s in names}
+    if not result.has_weights():
+        raise MissingResultError(f"{exp.name}: member {result.experiment.name!r} stores no "
+                                 "weights to score on shifted views")
+    model = result.model()
+    return {s: predict_shifted(model, sets[s][0], exp.view_shift) for s in names}
 
 
 # ----------------------------------------------------------------------------- re-scoring

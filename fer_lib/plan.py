@@ -7,8 +7,9 @@ on a small synthetic data set (no FER2013 needed), per architecture, so it inclu
 augmentation, the optimiser and the validation pass exactly as a real run does.
 Probes are recorded in ``results/cpu_probes.json`` (with the machine and the thread
 count), so the book can list the missing runs with their cost without probing while it
-builds. Runs that do not train (ensembles, cuts) cost nothing here; the first run that
-distils on stored views also pays for labelling them (`store_seconds`).
+builds. Runs that do not train (ensembles, cuts) count as free: they take seconds, except
+an ensemble scored on shifted views (`view_shift`: minutes, not estimated). The first run
+that distils on stored views also pays for labelling them (`store_seconds`).
 """
 
 from __future__ import annotations

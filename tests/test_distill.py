@@ -218,6 +218,10 @@ def test_a_teacher_is_described_by_its_families_and_the_members_it_kept():
     assert text.startswith(f"the ensemble of {number_word(len(kept))} ")
     for family, n in Counter(catalogue.get(m).train.family for m in kept).items():
         assert f"{number_word(n)} {FAMILIES[family].title}" in text
+    assert "shifts" not in text
+    shifted = catalogue.get(catalogue.CPU_SHIFTED_ENSEMBLE)
+    assert describe_teacher(shifted.name).endswith(
+        f", each scoring a face and its four {shifted.view_shift}-pixel shifts")
 
 
 def test_how_a_run_learned_is_said_from_its_teacher_and_its_views():
@@ -329,23 +333,36 @@ def test_imitation_study_compares_each_part_over_seeds_and_waits_for_every_run(t
     assert imitation_study(tmp_path / "nowhere") is None
 
 
-def test_the_quoted_teacher_is_the_newest_stored_ensemble(tmp_path):
+def test_the_quoted_teacher_is_the_newest_stored_ensemble_then_validation_decides(tmp_path):
     """The book quotes the first, smoothed ensemble until a kept-teacher ensemble is stored,
-    then the one chosen among the most candidates."""
+    then the one chosen among the most candidates; of the two final ones (flip views and
+    shifted views) the one with the higher validation accuracy, the first on a tie."""
     import json
 
     from fer_lib import catalogue
     from fer_lib.distill import quoted_teacher
 
-    assert quoted_teacher(tmp_path) == catalogue.ENSEMBLE
-    for name in (catalogue.CPU_ENSEMBLE, catalogue.CPU_FINAL_ENSEMBLE):
+    def store(name: str, val_acc: float) -> None:
         exp = catalogue.get(name)
         folder = tmp_path / exp.folder
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         (folder / "config.json").write_text(json.dumps({"experiment": exp.to_dict(),
                                                         "hash": exp.key}))
-        (folder / "metrics.json").write_text("{}")
+        (folder / "metrics.json").write_text(json.dumps({"val_acc": val_acc}))
         (folder / "history.csv").write_text("epoch\n")
-        assert quoted_teacher(tmp_path) == name
+
+    assert quoted_teacher(tmp_path) == catalogue.ENSEMBLE
+    store(catalogue.CPU_ENSEMBLE, 0.70)
+    assert quoted_teacher(tmp_path) == catalogue.CPU_ENSEMBLE
+    store(catalogue.CPU_SHIFTED_ENSEMBLE, 0.69)
+    assert quoted_teacher(tmp_path) == catalogue.CPU_SHIFTED_ENSEMBLE
+    store(catalogue.CPU_FINAL_ENSEMBLE, 0.70)
+    assert quoted_teacher(tmp_path) == catalogue.CPU_FINAL_ENSEMBLE
+    store(catalogue.CPU_SHIFTED_ENSEMBLE, 0.70)  # a tie: the first, scored as stored
+    assert quoted_teacher(tmp_path) == catalogue.CPU_FINAL_ENSEMBLE
+    store(catalogue.CPU_SHIFTED_ENSEMBLE, 0.71)
+    assert quoted_teacher(tmp_path) == catalogue.CPU_SHIFTED_ENSEMBLE
     assert set(catalogue.get(catalogue.CPU_FINAL_ENSEMBLE).members) > set(
         catalogue.get(catalogue.CPU_ENSEMBLE).members)
+    assert catalogue.get(catalogue.CPU_SHIFTED_ENSEMBLE).members == catalogue.get(
+        catalogue.CPU_FINAL_ENSEMBLE).members

@@ -529,5 +529,46 @@ def test_chosen_ensemble_needs_its_stored_result_to_name_members(mini, tmp_path)
 
 
 def test_choose_members_only_on_an_ensemble():
-    with pytest.raises(ValueError, match="choose_members applies to an ensemble"):
+    with pytest.raises(ValueError, match="choose_members and view_shift apply to an ensemble"):
         ex.Experiment("x", "student", choose_members=True)
+
+
+def test_shifted_ensemble_chooses_and_averages_its_members_on_shifted_views(mini, small_fer,
+                                                                           tmp_path):
+    """``view_shift`` scores every candidate from its stored weights on the shifted views
+    (`evaluate.predict_shifted`), chooses the members on validation from those, and
+    averages exactly those members on every set."""
+    import shutil
+
+    from fer_lib.distill import average_logits, choose_members
+    from fer_lib.evaluate import predict_shifted
+
+    catalogue, results = mini
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    exp = dataclasses.replace(catalogue["ens"], name="ens-shift", choose_members=True,
+                              view_shift=2)
+    stored = ex.load_or_train(exp, small_fer, results_dir=copy, runs_dir=tmp_path / "runs",
+                              device="cpu")
+    train = catalogue["t-a"].train
+    sets = evaluation_sets(small_fer, train.val_fraction, train.split_seed)
+    shifted = {m: {s: predict_shifted(ex.find_result(catalogue[m], copy).model(), images, 2)
+                   for s, (images, _) in sets.items()} for m in exp.members}
+    flip = {m: ex.find_result(catalogue[m], copy).logits()["val"] for m in exp.members}
+    # float16 copies of flip-TTA logits differ from them by ~1e-3; the shifts move more
+    assert max(np.abs(shifted[m]["val"] - flip[m]).max() for m in exp.members) > 0.01
+    path = choose_members({m: out["val"] for m, out in shifted.items()}, sets["val"][1])
+    members = [m for m, _ in path]
+    assert stored.metrics["members"] == members
+    assert stored.metrics["val_acc"] == pytest.approx(path[-1][1])
+    assert stored.metrics["member_val_acc"] == {
+        m: pytest.approx(accuracy(out["val"], sets["val"][1])) for m, out in shifted.items()}
+    for split in ("public", "private"):
+        want = average_logits(np.stack([shifted[m][split] for m in members]))
+        np.testing.assert_allclose(stored.logits()[split], want, atol=5e-3)  # float16 copy
+    assert "shifts by 2 px" in stored.metrics["scoring"]
+
+
+def test_view_shift_only_on_an_ensemble():
+    with pytest.raises(ValueError, match="view_shift apply to an ensemble"):
+        ex.Experiment("x", "student", view_shift=2)
