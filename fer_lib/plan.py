@@ -63,13 +63,24 @@ def probe(exp: Experiment, images: int | None = None) -> float:
     return seconds / (images * (1 - VAL_FRACTION))
 
 
-def estimate_seconds(exp: Experiment, seconds_per_image: float | None) -> float:
-    """Training seconds of `exp` at `seconds_per_image` (0 for runs that do not train)."""
+def estimate_seconds(exp: Experiment, seconds_per_image: float | None,
+                     epochs_done: int = 0) -> float:
+    """Training seconds of `exp` at `seconds_per_image` (0 for runs that do not train),
+    for the epochs after its first `epochs_done` (`epochs_done`: a checkpoint's)."""
     if exp.kind != "train":
         return 0.0
     if seconds_per_image is None:
         return float("nan")
-    return exp.train.epochs * TRAINING_ROWS * seconds_per_image
+    return max(exp.train.epochs - epochs_done, 0) * TRAINING_ROWS * seconds_per_image
+
+
+def epochs_done(exp: Experiment, runs_dir: str | os.PathLike | None = None) -> int:
+    """Epochs `exp` has trained so far by its checkpoint in `runs_dir` (default: runs/),
+    0 without one: a run longer than a session resumes there and pays only for the rest."""
+    from .checkpoint import load_checkpoint
+
+    path = Path(runs_dir or paths.runs_dir()) / exp.folder / "checkpoint.pt"
+    return int(load_checkpoint(path)["epoch"]) if exp.kind == "train" and path.is_file() else 0
 
 
 def store_seconds(exp: Experiment, counted: set, results_dir=None, runs_dir=None) -> float:
@@ -158,7 +169,7 @@ def plan(names: list[str], *, measure: bool = False,
                           threads=torch.get_num_threads())
             write_probes(probes, results_dir)
         rows.append({"run": name, "kind": exp.kind, "architecture": key,
-                     "seconds": estimate_seconds(exp, rates.get(key))
+                     "seconds": estimate_seconds(exp, rates.get(key), epochs_done(exp))
                      + store_seconds(exp, stores, results_dir)})
     return rows
 

@@ -47,6 +47,23 @@ def test_estimate_scales_with_epochs_and_is_zero_without_training():
     assert plan.estimate_seconds(cut, None) == 0.0
 
 
+def test_a_run_with_a_checkpoint_is_estimated_for_the_epochs_it_has_left(tmp_path):
+    """A run split across sessions pays only for the epochs after its checkpoint's."""
+    from fer_lib.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
+
+    a = Experiment("a", "g", dataclasses.replace(TINY, epochs=10))
+    assert plan.epochs_done(a, tmp_path) == 0
+    (tmp_path / a.folder).mkdir()
+    save_checkpoint(tmp_path / a.folder / "checkpoint.pt",
+                    {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": 4})
+    assert plan.epochs_done(a, tmp_path) == 4
+    assert plan.estimate_seconds(a, 1e-3, 4) == pytest.approx(
+        0.6 * plan.estimate_seconds(a, 1e-3))
+    assert plan.estimate_seconds(a, 1e-3, 12) == 0.0
+    cut = Experiment("c", "g", TINY, kind="cut", slim_from="a", slim_fraction=0.5)
+    assert plan.epochs_done(cut, tmp_path) == 0
+
+
 def test_probe_measures_a_positive_rate_without_the_data_set():
     rate = plan.probe(Experiment("a", "g", TINY), images=320)
     assert 0 < rate < 1  # seconds per image
