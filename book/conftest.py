@@ -3,9 +3,21 @@
 The sanitizers (book/nbval-sanitize.cfg) replace volatile text before outputs are
 compared, and the notebooks run in this environment's kernel, whatever kernel name the
 notebook's metadata carries.
+
+The tests in tests/ point ``$FER_RUNS_DIR`` at a tmp folder for the whole session, so
+that no test leaves a checkpoint in the repository's runs/. A notebook's kernel inherits
+the environment it starts in, and the book reads runs/ (the committed checkpoint of a run
+longer than a session: how far it has come, what is left to pay); so before a notebook's
+kernel starts, the variable is set back to what it was when pytest started.
 """
 
+import os
 from pathlib import Path
+
+import pytest
+
+ISOLATED_BY_TESTS = ("FER_RUNS_DIR",)
+_before_session: dict[str, str | None] = {}
 
 
 def pytest_configure(config):
@@ -14,3 +26,17 @@ def pytest_configure(config):
         option.nbval_sanitize_with = str(Path(__file__).with_name("nbval-sanitize.cfg"))
     if hasattr(option, "nbval_current_env"):
         option.nbval_current_env = True
+    _before_session.update({name: os.environ.get(name) for name in ISOLATED_BY_TESTS})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before a notebook cell (and so before its kernel starts): the variables the test
+    fixtures redirected, as they were before the session."""
+    if item.path.suffix != ".ipynb":
+        return
+    for name, value in _before_session.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
