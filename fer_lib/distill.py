@@ -178,8 +178,9 @@ def describe_teacher(name: str) -> str:
         members = exp.members
     counts = Counter(FAMILIES[catalogue.get(m).train.family].title for m in members)
     size = number_word(len(members))
-    shifted = (f", each scoring a face and its {number_word(len(shift_offsets(1)) - 1)} "
-               f"{exp.view_shift}-pixel shifts" if exp.view_shift else "")
+    shifts = len(shift_offsets(exp.view_shift)) - 1  # the positions besides the face
+    shifted = (f", each scoring a face and its {number_word(shifts)} {exp.view_shift}-pixel "
+               "shifts" if exp.view_shift else "")
     if len(counts) == 1:
         return f"the ensemble of {size} {next(iter(counts))} teachers{shifted}"
     kinds = ", ".join(f"{number_word(n)} {title}" for title, n in counts.most_common())

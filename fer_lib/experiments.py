@@ -363,7 +363,7 @@ def _run_ensemble(exp: Experiment, data: FER2013, results_dir: Path, runs_dir: P
     metrics.update(class_metrics(logits, labels))
     metrics["scoring"] = ("members' stored logits" if not exp.view_shift else
                           "members' stored weights: flip TTA on each face and its "
-                          f"{len(shift_offsets(1)) - 1} shifts by {exp.view_shift} px")
+                          f"{len(shift_offsets(exp.view_shift)) - 1} shifts by {exp.view_shift} px")
     metrics["member_val_acc"] = {m: accuracy(v["val"], labels["val"]) for m, v in val.items()}
     if selection is not None:
         metrics["members"], metrics["selection"] = names, selection
