@@ -44,26 +44,40 @@ def cmd_summary(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .data import evaluation_sets, load_fer2013
+    from .coursework import learned_little, start_report, training_target
+    from .data import evaluation_sets
     from .evaluate import score
-    from .train import load_config, train
-
-    cfg = load_config(args.config, epochs=args.epochs, subset=args.subset, seed=args.seed)
+    from .experiments import trainer_inputs
     from .paths import runs_dir
+    from .quantize import PRECISIONS
+    from .train import train
 
+    cfg, exp = training_target(args.config, width=args.width, params=args.params,
+                               epochs=args.epochs, subset=args.subset, seed=args.seed)
     out = Path(args.out or runs_dir() / f"train-{Path(str(args.config)).stem}")
     if (out / "checkpoint.pt").exists() and not (args.resume or args.force):
         raise FileExistsError(f"{out / 'checkpoint.pt'} exists: pass --resume to continue it "
                               "or --force to start over and overwrite it")
+    print(start_report(exp.name if exp else str(args.config), cfg), flush=True)
     data = load_fer2013(args.data)
-    result = train(cfg, data, device=args.device, out_dir=out, resume=args.resume,
-                   quiet=args.quiet)
-    scores = score(result.model, evaluation_sets(data, cfg.val_fraction, cfg.split_seed),
-                   device=args.device or "cpu")
-    metrics = result.metrics | scores.headline()
+    device = args.device or None
+    teacher, start = trainer_inputs(exp, data, device or "cpu") if exp else (None, None)
+    result = train(cfg, data, device=device, out_dir=out, resume=args.resume, teacher=teacher,
+                   model=start, quiet=args.quiet)
+    sets = evaluation_sets(data, cfg.val_fraction, cfg.split_seed)
+    print(f"scoring the best epoch ({result.best_epoch}) at {', '.join(PRECISIONS)}",
+          file=sys.stderr, flush=True)
+    scores = score(result.model, sets, PRECISIONS, device=args.device or "cpu",
+                   log=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    metrics = result.metrics | scores.headline() | {"acc_by_precision": scores.accuracy}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    print(json.dumps(metrics, indent=1))
-    print(f"checkpoint and metrics in {out}")
+    print(f"\n{'precision':10s} {'val':>7s} {'public':>7s} {'private':>7s}")
+    for precision, accs in scores.accuracy.items():
+        print(f"{precision:10s} {accs['val']:7.1%} {accs['public']:7.1%} {accs['private']:7.1%}")
+    warning = learned_little(scores.accuracy["fp32"]["val"], sets["val"][1])
+    if warning:
+        print(warning, file=sys.stderr)
+    print(f"checkpoint and metrics in {out}; hand it in with: fer package {out} -o hw8")
 
 
 def _model_to_evaluate(target: str, precision: str | None):
@@ -324,8 +338,12 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--depth", type=int, default=2, help="module nesting depth shown")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("train", help="train a preset or a config file")
-    p.add_argument("config", help="preset name (smoke, student, ...) or a .json/.yaml file")
+    p = sub.add_parser("train", help="train a preset, a config file or one of the book's runs")
+    p.add_argument("config", help="a preset (quick: your first real model, ~10 min on 2 "
+                   "cores; smoke, student, ...), a .json/.yaml file, a catalogue run name "
+                   "(long-200k-early) or a stored results/<run>/config.json")
+    p.add_argument("--width", type=float, help="the model's width multiplier")
+    p.add_argument("--params", type=int, help="size the model to about N parameters")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--epochs", type=int, help="override the number of epochs")
     p.add_argument("--subset", type=int, help="train on a stratified subset of N images")
@@ -395,15 +413,16 @@ def _add_catalogue_commands(sub) -> None:
 def _add_homework_commands(sub) -> None:
     """predict, score, package: the course's own formats (fer_lib.homework)."""
     precisions = ("fp32", "fp16", "int8", "int4")
-    model_help = ("a catalogue run name (e.g. student-200k-kd), a result folder or an "
-                  "exported model (.npz)")
+    model_help = ("a catalogue run name (e.g. long-200k-early), a result folder, an "
+                  "exported model (.npz), or your own fer train folder or checkpoint (.pt)")
     p = sub.add_parser("predict", help="write the homework's id,label submission")
     p.add_argument("model", help=model_help)
     p.add_argument("test", help="the course's test.csv (id,feature), or any FER2013 form: "
                                 "its PublicTest then PrivateTest images")
     p.add_argument("-o", "--out", default="submission.csv", help="default: submission.csv")
     p.add_argument("--precision", choices=precisions,
-                   help="weights at this precision (default: the run's reported one)")
+                   help="weights at this precision (default: the run's reported one; "
+                        "for your own run the most precise that fits 225,000 B)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_predict)
 
@@ -418,7 +437,8 @@ def _add_homework_commands(sub) -> None:
                                           "fer_lib.submission(225_000))")
     p.add_argument("-o", "--out", default="hw8", help="the folder to write (default: hw8)")
     p.add_argument("--precision", choices=precisions,
-                   help="default: the run's reported (the submission's chosen) precision")
+                   help="default: the run's reported (the submission's chosen) precision; "
+                        "for your own run, the most precise that fits --budget")
     # fer_lib.quantize.STRONG_BUDGET, spelled out: `fer --help` must not import torch.
     p.add_argument("--budget", type=int, default=225_000,
                    help="refuse a folder over this many bytes (default 225,000; the simple "

@@ -162,14 +162,15 @@ class Scores:
 
 def score(model: nn.Module, sets: dict[str, tuple[np.ndarray, np.ndarray]],
           precisions: tuple[str, ...] = ("fp32",), *,
-          device: str | torch.device = "cpu") -> Scores:
+          device: str | torch.device = "cpu", log=None) -> Scores:
     """Accuracy of `model` on each evaluation set, with its weights at each precision.
 
     `sets` maps a name to ``(images uint8 (N, 48, 48), labels int (N,))``, e.g.
     :func:`fer_lib.data.evaluation_sets`. "fp32" is the model as it is; the others are
     :func:`fer_lib.quantize.quantized_copy` (BatchNorm folded, weights rounded). The
     arithmetic is float32 everywhere, channels-last (on a CPU about five times faster
-    than NCHW for depthwise layers; the logits agree to about 1e-6).
+    than NCHW for depthwise layers; the logits agree to about 1e-6). `log`, if given, is
+    called with a line after each set is scored (scoring takes minutes on a CPU).
     """
     from .quantize import quantized_copy
 
@@ -185,6 +186,9 @@ def score(model: nn.Module, sets: dict[str, tuple[np.ndarray, np.ndarray]],
                                   channels_last=True)
             tta = (views[0] + views[1]) / 2
             by_precision[precision][name] = accuracy(tta, y)
+            if log is not None:
+                log(f"scored {precision} weights on {name} ({len(y):,} images, each with "
+                    f"its mirror): {by_precision[precision][name]:.1%}")
             if precision == "fp32":
                 logits[name], plain[name] = tta, accuracy(views[0], y)
     model.cpu()

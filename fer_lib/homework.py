@@ -34,6 +34,7 @@ import numpy as np
 from torch import nn
 
 from . import catalogue, paths
+from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import FER2013, load_fer2013
 from .errors import FER2013Error
 from .evaluate import accuracy, predict_logits
@@ -98,12 +99,55 @@ def _export_precision(path: Path) -> str:
         return json.loads(z[META_KEY].tobytes())["precision"]
 
 
-def model_source(target: str | os.PathLike | None = None,
-                 precision: str | None = None) -> ModelSource:
-    """Resolve `target`: a catalogue run name, a result folder (``results/<run>-<hash>``)
-    or an exported model (``.npz``); None is the homework submission,
-    ``fer_lib.submission(225_000)``. `precision` defaults to the run's reported one; a
-    file's weights are at the precision it was exported at, and no other."""
+def training_checkpoint(target: str | os.PathLike) -> Path | None:
+    """The checkpoint `target` names when it is one of your own training runs: a ``.pt``
+    file, or a folder `fer train` wrote (``checkpoint.pt`` inside, no ``config.json``,
+    which marks a stored result instead); None for anything else."""
+    path = Path(target)
+    if path.suffix == ".pt" and path.is_file():
+        return path
+    if path.is_dir() and (path / "checkpoint.pt").is_file() and not (path / "config.json").exists():
+        return path / "checkpoint.pt"
+    return None
+
+
+def folder_sizes(model: nn.Module, name: str = "model") -> dict[str, Package]:
+    """The graded folder of `model` (eval mode, BatchNorm unfolded) at each precision of
+    `PRECISIONS`, written to a temporary folder and measured: its bytes do not depend on
+    the weights' values, so an untrained model already says what the trained one weighs."""
+    sizes = {}
+    with tempfile.TemporaryDirectory(prefix="fer-hw8-") as tmp:
+        for precision in PRECISIONS:
+            folder = Path(tmp) / precision / "hw8"
+            folder.mkdir(parents=True)
+            write_folder(folder, ModelSource(name, precision, trained=model.eval()))
+            sizes[precision] = replace(measure_folder(folder, name, precision), folder=Path("hw8"))
+    return sizes
+
+
+def fitting_precision(model: nn.Module, budget: int | None = STRONG_BUDGET) -> str:
+    """The most precise of `PRECISIONS` whose graded folder of `model` fits `budget`
+    bytes (fp32 when there is no budget); BudgetExceeded when not even the smallest does."""
+    if budget is None:
+        return PRECISIONS[0]
+    sizes = folder_sizes(model)
+    fits = [p for p in PRECISIONS if sizes[p].size <= budget]
+    if not fits:
+        smallest = PRECISIONS[-1]
+        raise BudgetExceeded(f"even at {smallest} the folder is {sizes[smallest].size:,} B, "
+                             f"over the budget of {budget:,} B: train a smaller model")
+    return fits[0]
+
+
+def model_source(target: str | os.PathLike | None = None, precision: str | None = None,
+                 budget: int | None = STRONG_BUDGET) -> ModelSource:
+    """Resolve `target`: a catalogue run name, a result folder (``results/<run>-<hash>``),
+    an exported model (``.npz``), or your own training run (a `fer train` folder or its
+    ``checkpoint.pt``: the best validation epoch's weights); None is the homework
+    submission, ``fer_lib.submission(225_000)``. `precision` defaults to the run's
+    reported one; for your own run, to the most precise whose folder fits `budget`
+    (`fitting_precision`); a file's weights are at the precision it was exported at,
+    and no other."""
     if target is None:
         from .report import submission
 
@@ -115,6 +159,11 @@ def model_source(target: str | os.PathLike | None = None,
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     path = Path(target)
+    checkpoint = training_checkpoint(path)
+    if checkpoint is not None:
+        model = model_from_checkpoint(load_checkpoint(checkpoint))
+        return ModelSource(str(path), precision or fitting_precision(model, budget),
+                           trained=model)
     if path.suffix == ".npz" and path.is_file():
         stored = _export_precision(path)
         if precision not in (None, stored):
@@ -126,8 +175,9 @@ def model_source(target: str | os.PathLike | None = None,
     elif str(target) in catalogue.experiments():
         result = load_result(str(target))
     else:
-        raise FileNotFoundError(f"{target}: not a catalogue run name, a result folder or an "
-                                "exported model (.npz)")
+        raise FileNotFoundError(f"{target}: not a catalogue run name, a result folder, an "
+                                "exported model (.npz), a training folder (fer train --out) "
+                                "or its checkpoint (.pt)")
     return ModelSource(result.experiment.name, precision or result.experiment.precision,
                        trained=result.model())
 
@@ -416,7 +466,7 @@ def package(target=None, out: str | os.PathLike = "hw8", precision: str | None =
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
         raise FileExistsError(f"{out} exists and is not an empty folder"
                               + ("" if not out.is_dir() else ": pass --force to replace it"))
-    source = model_source(target, precision)
+    source = model_source(target, precision, budget)
     made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     try:
         # Built beside `out` (same filesystem, so the folder's own size is the same) and

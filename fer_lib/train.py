@@ -168,14 +168,17 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
     ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     history, best, start_epoch, best_plain = _starting_point(
         model, cfg, opt, sched, gen, device, average, ckpt_path if resume else None)
-    bar = tqdm(range(start_epoch, cfg.epochs), disable=quiet, unit="epoch",
-               desc=f"{cfg.family} {count_params(model):,} params", initial=start_epoch,
-               total=cfg.epochs)
-    with fastpath.training(model, fastpath.wanted(device, fast) and cfg.channels_last):
-        for epoch in bar:
+    # The bar counts batches, not epochs: a student waiting on a 40-second epoch sees it
+    # move, and its time estimate settles after a few batches instead of a whole epoch.
+    steps = _steps_per_epoch(len(rows.train_y), cfg.batch_size)
+    bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, disable=quiet,
+               unit="batch", desc=f"{cfg.family} {count_params(model):,} params")
+    with bar, fastpath.training(model, fastpath.wanted(device, fast) and cfg.channels_last):
+        for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
+            bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
             loss = train_one_epoch(model, rows, cfg, opt, sched, gen, teacher, memory_format,
-                                   average)
+                                   average, on_batch=bar.update)
             val_acc = _val_accuracy(judged, rows, cfg, device)
             best = _better(best, val_acc, epoch + 1, judged)
             row = {"epoch": epoch + 1, "loss": loss, "val_acc": val_acc,
@@ -184,7 +187,7 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
                 row["plain_val_acc"] = _val_accuracy(model, rows, cfg, device)
                 best_plain = _better(best_plain, row["plain_val_acc"], epoch + 1, model)
             history.append(row | {"seconds": time.perf_counter() - t0})
-            bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_acc:.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{val_acc:.1%}")
             if ckpt_path is not None:
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(ckpt_path, training_state(model, cfg.to_dict(), epoch + 1, best,
@@ -246,10 +249,17 @@ def _result(model: nn.Module, cfg: TrainConfig, history: list[dict], best: dict,
                        plain_model=None if plain is None else plain.cpu().eval())
 
 
+def _steps_per_epoch(rows: int, batch_size: int) -> int:
+    """Batches `train_one_epoch` makes of `rows` (a last batch of one image is skipped)."""
+    return rows // batch_size + (rows % batch_size >= 2)
+
+
 def train_one_epoch(model, splits: TrainingData, cfg: TrainConfig, opt, sched, gen,
-                    teacher, memory_format, average: WeightAverage | None = None) -> float:
+                    teacher, memory_format, average: WeightAverage | None = None,
+                    on_batch=None) -> float:
     """One pass over the shuffled training tensor; returns the mean loss. `average`, if
-    given, is updated after every optimizer step."""
+    given, is updated after every optimizer step; `on_batch()`, if given, is called after
+    every batch (the progress bar)."""
     model.train()
     device = splits.train_x.device
     order = torch.randperm(len(splits.train_y), generator=gen).to(device)
@@ -285,4 +295,6 @@ def train_one_epoch(model, splits: TrainingData, cfg: TrainConfig, opt, sched, g
             average.update(model)
         total += loss.detach() * len(idx)
         seen += len(idx)
+        if on_batch is not None:
+            on_batch()
     return float(total) / max(1, seen)
