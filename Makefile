@@ -14,13 +14,14 @@ ifneq ($(strip $(FER2013_PATH)),)
 export FER2013_PATH
 endif
 
-.PHONY: help venv test lint book pdf clean notebooks browser-test
+.PHONY: help venv test lint book pdf clean notebooks browser-test serve
 
 help:
 	@echo "make book   set up $(VENV) and build the HTML book (book/_build/html/index.html)"
 	@echo "make test   set up $(VENV), lint, run the tests and nbval over the notebooks"
 	@echo "make notebooks  re-execute the chapters into book/*.ipynb (CHAPTERS=\"data q1_architecture\")"
 	@echo "make browser-test  build the book, open every page in headless Chromium (offline checks)"
+	@echo "make serve  serve the built book on http://127.0.0.1:8000 (the Try it page needs it)"
 	@echo "make pdf | lint | clean | venv"
 
 venv: $(VENV)/.installed
@@ -91,3 +92,11 @@ clean:
 # link. Full-page screenshots land in book/_build/screenshots/.
 browser-test: book
 	$(VENV)/bin/pytest -q -m browser tests/browser
+
+# The built book over http on this machine only: the Try it page reads its model with
+# fetch(), which a browser refuses on a page opened from disk (file://). Ctrl-C stops it.
+serve:
+	@test -f book/_build/html/index.html || \
+	  { echo "no built book in book/_build/html: run make book first"; exit 1; }
+	@echo "open http://127.0.0.1:8000/try_it.html (Ctrl-C stops the server)"
+	python3 -m http.server --directory book/_build/html --bind 127.0.0.1 8000

@@ -64,6 +64,13 @@ EVAL_SETS = ("val", "public", "private")
 _STD_TOLERANCE = 0.10
 _MEAN_TOLERANCE = 8.0
 _MIN_SPLIT_FOR_STATS = 50
+# The release's images per class (CLASS_NAMES order) in each split: a copy that lacks a
+# class in a split is refused by name (`check_classes`) with these as the expected counts.
+RELEASE_COUNTS = {
+    "Training": (3995, 436, 4097, 7215, 4830, 3171, 4965),
+    "PublicTest": (467, 56, 496, 895, 653, 415, 607),
+    "PrivateTest": (491, 55, 528, 879, 594, 416, 626),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,6 +240,28 @@ def split_statistics(data: FER2013) -> dict[str, SplitStats]:
     return stats
 
 
+def check_classes(data: FER2013, form: str = "folder") -> None:
+    """Refuse a copy of the release with no image of some class in some split (a class
+    folder left out of the zip, say): it would load with none of that class and carve
+    another validation split. The error names each missing folder ("folder" form:
+    ``train/disgust/``) or class ("rows": the challenge CSV), with the images the full
+    release has there in each split (:data:`RELEASE_COUNTS`)."""
+    missing: dict[str, list[str]] = {}
+    for split in SPLITS:
+        counts = np.bincount(data.labels[data.usage == split], minlength=len(CLASS_NAMES))
+        for label in np.flatnonzero(counts == 0):
+            name = CLASS_NAMES[label]
+            where = (f"images in {'train' if split == 'Training' else 'test'}/{name.lower()}/"
+                     if form == "folder" else f"{name} rows")
+            missing.setdefault(where, []).append(f"{RELEASE_COUNTS[split][label]:,} {split}")
+    if missing:
+        named = ", ".join(f"{where} (the full release has {' + '.join(expected)})"
+                          for where, expected in missing.items())
+        raise FER2013RowError(f"{data.source}: no {named}; a partial copy would change the "
+                              "validation split: get the whole release (README.md, 'Getting "
+                              "FER2013')")
+
+
 def _disagree(a: SplitStats, b: SplitStats) -> bool:
     """Differ by more than the tolerance and by more than 4 standard errors."""
     mean_margin = max(_MEAN_TOLERANCE, 4 * np.hypot(a.mean_se, b.mean_se))
@@ -311,6 +340,8 @@ def load_fer2013(
     if skipped:
         warn_skipped(skipped, str(source))
     data = FER2013(arrays["images"], arrays["labels"], arrays["usage"], source=str(source))
+    if kind != "course":  # the course's files hold some splits only, test.csv no labels
+        check_classes(data, "rows" if kind == "csv" else "folder")
     check_statistics(data)
     return data
 

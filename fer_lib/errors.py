@@ -6,7 +6,7 @@ class FER2013Error(ValueError):
 
 
 class FER2013RowError(FER2013Error):
-    """A bad row or image (or a missing id) inside a file of an accepted form.
+    """A bad row or image (or a missing id or class) inside a file of an accepted form.
 
     Its message names the file and line (or image) and what was expected; the `fer`
     command adds the list of accepted forms only to other FER2013Errors, where the file

@@ -390,6 +390,16 @@ def _member_logits(exp: Experiment, result: Result, sets: dict, names) -> dict[s
 
 
 # ----------------------------------------------------------------------------- re-scoring
+def _same_numbers(new: dict, old: dict) -> bool:
+    """Whether two metrics dicts agree on everything but the ``scoring`` note, as stored
+    (JSON: tuples are lists, numpy floats are floats)."""
+    import json
+
+    def numbers(metrics):
+        return json.loads(json.dumps({k: v for k, v in metrics.items() if k != "scoring"}))
+    return numbers(new) == numbers(old)
+
+
 def rescore(exp: Experiment, data: FER2013, *, results_dir: str | os.PathLike | None = None,
             device: str = "cpu") -> str:
     """Re-measure a stored run from what it stores; returns what was done.
@@ -414,14 +424,21 @@ def rescore(exp: Experiment, data: FER2013, *, results_dir: str | os.PathLike | 
     with tempfile.TemporaryDirectory() as work:
         if not result.has_weights():
             model = result.architecture()
-            old["bytes"] = {p: export_npz(model, Path(work) / f"{p}.npz", p) for p in PRECISIONS}
-            write_metrics(result.path, old)
+            sizes = {p: export_npz(model, Path(work) / f"{p}.npz", p) for p in PRECISIONS}
+            if sizes == old.get("bytes"):
+                return f"{old.get('scoring', 'fp32')} (no weights stored: bytes unchanged)"
+            write_metrics(result.path, old | {"bytes": sizes})
             return f"{old.get('scoring', 'fp32')} (no weights stored: bytes re-measured)"
         metrics, logits = measure(result.model(), data, exp.train, Path(work), device)
     # Kept as measured: training facts, the old bf16 check, and the variant without
     # weight averaging (its weights are not stored, so it cannot be re-measured).
     metrics.update({k: old[k] for k in ("best_epoch", "epochs", "device", "train_seconds",
-                                        "acc_bf16_autocast", "without_average") if k in old})
+                                        "acc_bf16_autocast", "without_average", "soft_labels")
+                     if k in old})
+    if old.get("scoring", "").startswith("fp32") and _same_numbers(metrics, old):
+        # Measured in float32 on these weights before (a trained run is scored on the
+        # weights it stores): nothing to rewrite, so a committed result shows no diff.
+        return f"{old['scoring']} (unchanged: nothing rewritten)"
     metrics["scoring"] = "fp32, from the stored fp16 weights"
     write_metrics(result.path, metrics)
     write_outputs(result.path, logits, exp.keep_logits)

@@ -78,20 +78,29 @@ def run(plan, x, ws):
     return x
 
 
-def logits(images, ws, plan, batch=256):
-    """(N, 7) float32 mean logits of uint8 images (N, 48, 48) and their mirrors."""
-    out = []
-    for s in range(0, len(images), batch):
+def logits(images, ws, plan, batch=256, tell=False):
+    """(N, 7) float32 mean logits of uint8 images (N, 48, 48) and their mirrors
+    (`tell`: a line on stderr every tenth of them)."""
+    out, n = [], len(images)
+    for s in range(0, n, batch):
         x = (images[s:s + batch, :, :, None].astype(np.float32) - 129.5) / 65.0
         y = run(plan, np.concatenate([x, x[:, :, ::-1]]), iter(ws))
         out.append((y[:len(x)] + y[len(x):]) / 2)
+        if tell and (s + len(x)) * 10 // n > s * 10 // n:
+            print(f"predict.py: {s + len(x):,}/{n:,} images", file=sys.stderr, flush=True)
     return np.concatenate(out)
 
 
 def read(path):
     """test.csv (id,feature) -> uint8 images (N, 48, 48) by id 0..N-1."""
+    try:
+        lines = open(path, errors="replace").read().splitlines()
+    except OSError as e:
+        sys.exit(f"{path}: cannot read it ({e.strerror})")
+    if [h.strip().lower() for h in lines[:1]] != ["id,feature"]:
+        sys.exit(f"{path} line 1: need the header id,feature")
     rows = {}
-    for n, line in enumerate(open(path).read().splitlines()[1:], 2):
+    for n, line in enumerate(lines[1:], 2):
         if not line.strip():
             continue
         try:
@@ -102,13 +111,17 @@ def read(path):
         except ValueError:
             sys.exit(f"{path} line {n}: need a new id, a comma and 2304 pixels 0..255")
         rows[int(i)] = p.astype(np.uint8)
-    if sorted(rows) != list(range(len(rows))):
-        sys.exit(f"{path}: ids must be 0..{len(rows) - 1}, one each")
+    if not rows or sorted(rows) != list(range(len(rows))):
+        sys.exit(f"{path}: need rows with the ids 0..N-1, one each ({len(rows)} rows)")
     return np.stack([rows[i] for i in range(len(rows))]).reshape(-1, 48, 48)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # check both files first: a bad one costs a line, not minutes
+    src, out = (sys.argv[1:] + ["", ""])[:2]
+    if not src or Path(out).is_dir() or not Path(out).resolve().parent.is_dir():
+        sys.exit(f"{out or 'out.csv'}: need a test.csv and an out.csv whose folder exists")
+    x = read(src)
     plan = json.loads((HERE / "plan.json").read_text())
-    y = logits(read(sys.argv[1]), tensors(HERE / "model.npz"), plan).argmax(1)
-    with open(sys.argv[2], "w") as f:
+    y = logits(x, tensors(HERE / "model.npz"), plan, tell=True).argmax(1)
+    with open(out, "w") as f:
         f.write("id,label\n" + "".join(f"{i},{c}\n" for i, c in enumerate(y)))

@@ -94,8 +94,19 @@
   }
 
   function say(text, kind) {
-    ui.message.textContent = text;
+    ui.message.replaceChildren(...[].concat(text)); // a string, or strings and nodes
     ui.message.dataset.kind = kind || "info";
+  }
+
+  // Opened from disk, the page cannot read its own model: browsers refuse fetch() on
+  // file:// (Chromium says "Failed to fetch"). Say how to serve it instead.
+  function sayServeIt() {
+    const command = "python3 -m http.server --directory book/_build/html 8000";
+    const address = "http://127.0.0.1:8000/try_it.html";
+    say(["This page was opened from disk (file://), where browsers do not let it read "
+      + "its model. Serve the book instead: in the repository run ",
+    el("code", {text: "make serve"}), " or ", el("code", {text: command}),
+    ", then open ", el("a", {href: address, text: address}), "."], "error");
   }
 
   function fmtInt(n) {
@@ -520,6 +531,11 @@
 
   async function start() {
     buildUi();
+    if (location.protocol === "file:") {
+      root.dataset.state = "file";
+      sayServeIt();
+      return;
+    }
     say("Loading the model…", "info");
     try {
       state.manifest = await (await fetchOk(new URL("manifest.json", BASE))).json();
