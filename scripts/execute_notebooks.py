@@ -26,8 +26,17 @@ FACES_TAG = "sample-faces"
 
 
 def chapters() -> list[str]:
+    """The table of contents' notebooks: pages whose .md has a jupytext header with a
+    kernel (the references page is plain markdown and has nothing to execute)."""
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    return [toc["root"]] + [entry["file"] for entry in toc.get("chapters", [])]
+    names = [toc["root"]] + [entry["file"] for entry in toc.get("chapters", [])]
+    return [name for name in names if is_notebook(BOOK / f"{name}.md")]
+
+
+def is_notebook(source: Path) -> bool:
+    text = source.read_text()
+    header = text.split("---", 2)[1] if text.startswith("---") else ""
+    return "kernelspec:" in header
 
 
 def execute(name: str) -> None:

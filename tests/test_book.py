@@ -31,7 +31,15 @@ def toc_files() -> list[str]:
     return names
 
 
-CHAPTERS = [name for name in toc_files() if (BOOK / f"{name}.md").exists()]
+def is_notebook(name: str) -> bool:
+    """Whether book/<name>.md is a MyST notebook (a jupytext header with a kernel), not a
+    plain page such as the references, which has no code, no .ipynb and is not executed."""
+    text = (BOOK / f"{name}.md").read_text()
+    header = text.split("---", 2)[1] if text.startswith("---") else ""
+    return "kernelspec:" in header
+
+
+CHAPTERS = [name for name in toc_files() if (BOOK / f"{name}.md").exists() and is_notebook(name)]
 
 
 def test_toc_symlink_points_to_top_level_toc():
@@ -44,6 +52,15 @@ def test_toc_symlink_points_to_top_level_toc():
 def test_toc_chapters_exist_as_markdown():
     missing = [name for name in toc_files() if not (BOOK / f"{name}.md").exists()]
     assert not missing, f"chapters in _toc.yml without a book/<name>.md: {missing}"
+
+
+def test_references_page_is_plain_markdown_with_the_bibliography():
+    """The references page lists the sources: a plain page (nothing to execute, no .ipynb)
+    with the bibliography directive, last in the table of contents."""
+    assert toc_files()[-1] == "references"
+    assert not is_notebook("references")
+    assert not (BOOK / "references.ipynb").exists()
+    assert "```{bibliography}" in (BOOK / "references.md").read_text()
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
