@@ -14,11 +14,12 @@ ifneq ($(strip $(FER2013_PATH)),)
 export FER2013_PATH
 endif
 
-.PHONY: help venv test lint book pdf clean notebooks browser-test serve
+.PHONY: help venv test test-all test-data lint book pdf clean notebooks browser-test serve
 
 help:
 	@echo "make book   set up $(VENV) and build the HTML book (book/_build/html/index.html)"
-	@echo "make test   set up $(VENV), lint, run the tests and nbval over the notebooks"
+	@echo "make test   set up $(VENV), lint, run the fast tests and nbval over the notebooks"
+	@echo "make test-all  the same with the slow tests too (training, Ray, the whole data set)"
 	@echo "make notebooks  re-execute the chapters into book/*.ipynb (CHAPTERS=\"data q1_architecture\")"
 	@echo "make browser-test  build the book, open every page in headless Chromium (offline checks)"
 	@echo "make serve  serve the built book on http://127.0.0.1:8000 (the Try it page needs it)"
@@ -35,10 +36,26 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # What a reader types, in one run: the tests in tests/ and nbval over the committed
-# notebooks in book/ (pyproject's testpaths; book/conftest.py adds the sanitizers).
+# notebooks in book/ (pyproject's testpaths; book/conftest.py adds the sanitizers),
+# without the tests marked slow (what trains more than a few epochs or twice to compare,
+# starts a Ray cluster, builds a book or reads the whole data set): meant to take at most
+# 5 minutes on two idle cores (benchmarks/bench_feedback.py times it). `make test-all`
+# runs every test, slow ones included; CI runs it (.ci/run). A -m on the command line
+# replaces pyproject's addopts -m, so both say "not browser" again (make browser-test).
+FAST_TESTS = not slow and not browser
 test: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q --nbval
+	$(VENV)/bin/pytest -q --nbval -m "$(FAST_TESTS)"
+
+test-all: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q --nbval -m "not browser"
+
+# Only what the data set changes (marker `data`, set in tests/conftest.py and
+# book/conftest.py): the tests that skip without FER2013, and nbval over the notebooks,
+# which must match with the data as without it. CI's second world (.ci/run).
+test-data: venv
+	$(VENV)/bin/pytest -q --nbval -m "data and not browser"
 
 # Re-execute the chapters into their committed .ipynb (after changing a chapter or
 # results/): without the data set, faces stripped; see scripts/execute_notebooks.py.

@@ -212,6 +212,24 @@ def synthetic_fer(seed: int = SYNTHETIC_SEED) -> FERSample:
     return _sample(names, jpegs)
 
 
+# ----------------------------------------------------------------------------- markers
+DATA_MARKER = ("data: needs the real FER2013 (skips without it) or checks what it changes; "
+               "CI's second world runs only these (make test-data)")
+
+
+def pytest_configure(config):
+    if not any(line.startswith("data:") for line in config.getini("markers")):
+        config.addinivalue_line("markers", DATA_MARKER)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `data` every test that asks for the real data set (``fer_zip_path``, which
+    ``real_fer_sample`` needs too): the tests a clone without FER2013 skips."""
+    for item in items:
+        if "fer_zip_path" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+
+
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
 def fer_zip_path() -> Path:

@@ -185,6 +185,9 @@ def _build(root: Path, args: list[str]) -> str:
     return log
 
 
+# Three builds of a one-page book (a kernel each): slow. CI runs it (make test-all) and
+# checks the same on the real book (.ci/run: the typed build after make book).
+@pytest.mark.slow
 @pytest.mark.skipif(not JUPYTER_BOOK.exists(), reason=f"{JUPYTER_BOOK} not installed")
 def test_the_typed_build_after_make_book_executes_nothing(tmp_path):
     root, runs = tmp_path / "repo", tmp_path / "runs.txt"

@@ -3,7 +3,8 @@
 Two tiny catalogue-style runs (a one-epoch student on the synthetic sample and a cut of
 it, which needs the first) go through the local backend (subprocesses) and through a
 local Ray (``ray.init(num_cpus=2)``); the result folders and summary rows must agree. A
-worker killed mid-run must be retried and resume from its checkpoint.
+worker killed mid-run must be retried and resume from its checkpoint. The tests that
+start a local Ray are marked slow: `make test-all` and CI run them, `make test` does not.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def local_backend(catalogue_file, sample_zip, tmp_path_factory) -> Path:
     return root / "results"
 
 
+@pytest.mark.slow
 def test_ray_backend_writes_what_the_local_backend_writes(local_backend, local_ray,
                                                           catalogue_file, sample_zip,
                                                           tmp_path, monkeypatch, capsys):
@@ -138,6 +140,7 @@ def test_ray_backend_writes_what_the_local_backend_writes(local_backend, local_r
         assert _history(ray_results, folder) == _history(local_backend, folder)
 
 
+@pytest.mark.slow
 def test_stored_runs_are_skipped_and_dependencies_travel_to_workers(local_backend, local_ray,
                                                                     catalogue_file, sample_zip,
                                                                     tmp_path, monkeypatch,
@@ -157,6 +160,7 @@ def test_stored_runs_are_skipped_and_dependencies_travel_to_workers(local_backen
     assert _folders(tmp_path / "results") == _folders(local_backend)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_retried_and_resumes(local_backend, local_ray,
                                                         catalogue_file, sample_zip, tmp_path,
                                                         monkeypatch, capsys):

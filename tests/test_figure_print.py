@@ -206,7 +206,10 @@ FIGURES = {
 }
 
 
-@pytest.fixture(params=list(FIGURES), ids=list(FIGURES))
+# Drawn once for the four checks below (module scope: pytest runs a figure's checks
+# together). Every check only draws the figure and reads its layout, which a further
+# draw does not change (no figure of fer_lib has a draw callback).
+@pytest.fixture(scope="module", params=list(FIGURES), ids=list(FIGURES))
 def figure(request):
     fig = FIGURES[request.param]()
     yield fig

@@ -32,6 +32,7 @@ def _checkpoint(runs: Path) -> Path | None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+@pytest.mark.slow
 def test_reproduce_killed_mid_run_resumes_from_its_checkpoint(sample_zip, tmp_path):
     (tmp_path / "cat.py").write_text(CATALOGUE)
     results, runs = tmp_path / "results", tmp_path / "runs"

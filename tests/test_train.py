@@ -163,6 +163,8 @@ def test_random_erase_respects_the_coin():
 
 
 # ----------------------------------------------------------------------------- training
+# The tests that train more than one short run (twice, to compare; killed and resumed)
+# or for many epochs are marked slow: `make test-all` and CI run them, `make test` not.
 @pytest.fixture(scope="module")
 def tiny_run(small_fer, tmp_path_factory):
     """TINY trained once with a checkpoint folder; several tests read it."""
@@ -170,6 +172,7 @@ def tiny_run(small_fer, tmp_path_factory):
     return train(TINY, small_fer, device="cpu", out_dir=out, quiet=True), out
 
 
+@pytest.mark.slow
 def test_smoke_training_learns(small_fer):
     cfg = TrainConfig(family="mobilenet_v2", model_args={"width": 0.25}, epochs=8,
                       batch_size=32, lr=0.05, warmup_epochs=0.2, channels_last=False)
@@ -209,6 +212,7 @@ def test_training_never_touches_the_test_splits(small_fer):
                                    "train_seconds"}
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(small_fer, tiny_run):
     first, _ = tiny_run
     again = train(TINY, small_fer, device="cpu", quiet=True)
@@ -237,6 +241,7 @@ def _killed_in_last_epoch(cfg, data, out, monkeypatch) -> None:
     monkeypatch.setattr(train_mod, "train_one_epoch", real)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(small_fer, tiny_run, tmp_path, monkeypatch):
     full, _ = tiny_run
     _killed_in_last_epoch(TINY, small_fer, tmp_path, monkeypatch)
@@ -458,6 +463,7 @@ def test_a_later_option_at_its_default_leaves_stored_keys_alone():
         dataclasses.replace(TINY, ema=1.0)
 
 
+@pytest.mark.slow
 def test_averaged_run_keeps_the_average_and_resumes_exactly(small_fer, tmp_path, monkeypatch):
     """With ``ema`` the kept model is the average at the best epoch (not the last SGD
     iterate), and a run killed at an epoch boundary continues to the same weights."""
@@ -484,6 +490,7 @@ def test_averaged_run_keeps_the_average_and_resumes_exactly(small_fer, tmp_path,
         torch.testing.assert_close(resumed.plain_model.state_dict()[name], value, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_averaged_run_also_selects_the_plain_iterate(small_fer, tmp_path):
     """The variant without averaging comes from the same run: every epoch validates the
     plain iterate too, and `plain_model` is the iterate of its own best epoch."""
@@ -505,6 +512,7 @@ def test_averaged_run_also_selects_the_plain_iterate(small_fer, tmp_path):
     assert unaveraged.plain_model is None and "plain_val_acc" not in unaveraged.history[0]
 
 
+@pytest.mark.slow
 def test_trainer_trains_on_exactly_the_views_the_store_labelled(small_fer):
     """Distilling from a soft-label store, every image the student is shown is, bit for
     bit, the view whose stored probabilities are its target: the trainer rebuilds each

@@ -27,18 +27,41 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 # Schemes that never leave the browser.
 INNER_SCHEMES = {"data", "blob", "about", "javascript", "chrome", "chrome-extension"}
 
-# Resolves once MathJax has typeset the page (or at once on a page without MathJax), then
-# once the web fonts the page uses are loaded.
+# Resolves once MathJax has typeset the page, then once the web fonts the page uses are
+# loaded; on a page that loads no MathJax, at once. Event-driven, no delay or polling:
+# 1. the window's `load` event (at once if it has fired): every script the page's HTML
+#    names has then run, MathJax's deferred component included, so `MathJax.startup`
+#    exists if MathJax loaded at all. (Waiting on `load`, not on `driver.get` returning,
+#    is what makes this hold on a loaded machine: the flake "N formulas but MathJax did
+#    not start" was this script running before the component had.)
+# 2. `MathJax.startup.promise`, MathJax 3's own readiness signal: it resolves after the
+#    first typeset of the page, extensions loaded on demand included, or rejects.
+# 3. `document.fonts.ready`: the CommonHTML fonts the typeset formulas asked for.
 WAIT_FOR_MATHJAX = """
 const done = arguments[arguments.length - 1];
 const fonts = () => (document.fonts ? document.fonts.ready : Promise.resolve());
-const mj = window.MathJax;
-const typeset = mj && mj.startup && mj.startup.promise
-    ? mj.startup.promise.then(() => (mj.version || "unknown"))
-    : Promise.resolve(null);
-typeset.then(
+const loaded = document.readyState === "complete" ? Promise.resolve()
+    : new Promise((resolve) => window.addEventListener("load", resolve, {once: true}));
+const component = [...document.scripts].find((s) => /mathjax/i.test(s.src || ""));
+loaded.then(() => {
+    if (!component) return null;  // a page without formulas loads no MathJax
+    const mj = window.MathJax;
+    if (!(mj && mj.startup && mj.startup.promise)) {
+        throw new Error("the page finished loading but " + component.src + " never ran");
+    }
+    return mj.startup.promise.then(() => mj.version || "unknown");
+}).then(
     (version) => fonts().then(() => done({version: version, error: null})),
     (err) => done({version: null, error: String(err)}));
+"""
+
+# Resolves once every image of the page has loaded or failed (its own events, no polling).
+WAIT_FOR_IMAGES = """
+const done = arguments[arguments.length - 1];
+Promise.all([...document.images].map((img) => img.complete ? null : new Promise((resolve) => {
+    img.addEventListener("load", resolve, {once: true});
+    img.addEventListener("error", resolve, {once: true});
+}))).then(() => done(null));
 """
 
 # What the page shows, after MathJax: problems found in the DOM.
@@ -97,11 +120,9 @@ def _network_events(driver) -> list[dict]:
     return events
 
 
-def _wait_for_images(driver, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    script = "return [...document.images].every((img) => img.complete);"
-    while not driver.execute_script(script) and time.monotonic() < deadline:
-        time.sleep(0.2)
+def _wait_for_images(driver) -> None:
+    """Until every image has loaded or failed (the driver's script timeout bounds it)."""
+    driver.execute_async_script(WAIT_FOR_IMAGES)
 
 
 def _full_page_png(driver, path: Path) -> None:
