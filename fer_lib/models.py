@@ -317,7 +317,49 @@ def params_for(family: str, **hparams) -> int:
     return count_params(build(family, **hparams))
 
 
+# width_for_params answers, kept for every later process: the catalogue asks for 66
+# widths at ~15 model builds each, seconds in every process that builds it (each chapter's
+# kernel, each `fer` command). Keyed by this file's bytes: an edited model family never
+# reads an old answer.
+_WIDTHS: dict[str, float] = {}
+
+
+def _widths_file():
+    import hashlib
+    from pathlib import Path
+
+    from .datacache import cache_folder
+
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return cache_folder(None) / f"widths-{source}.json"
+
+
 def width_for_params(family: str, target: int, **hparams) -> float:
+    """Width multiplier whose parameter count is closest to `target` (`search_width`),
+    remembered in the cache folder (``$FER_CACHE_DIR``) for later processes."""
+    import json
+    import os
+
+    key = repr((family, target, sorted(hparams.items())))
+    if key not in _WIDTHS:
+        path = _widths_file()
+        try:
+            _WIDTHS.update(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            pass
+    if key not in _WIDTHS:
+        _WIDTHS[key] = search_width(family, target, **hparams)
+        try:  # write whole, then rename: a reader never sees half a file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps(_WIDTHS, sort_keys=True))
+            os.replace(partial, path)
+        except OSError:
+            pass  # an unwritable cache folder: only this process remembers
+    return _WIDTHS[key]
+
+
+def search_width(family: str, target: int, **hparams) -> float:
     """Width multiplier whose parameter count is closest to `target`.
 
     Parameter counts grow monotonically (up to channel rounding) with width: double or
