@@ -342,19 +342,20 @@ def width_for_params(family: str, target: int, **hparams) -> float:
 
     key = repr((family, target, sorted(hparams.items())))
     if key not in _WIDTHS:
-        path = _widths_file()
-        try:
+        try:  # no home folder (RuntimeError), no file yet, a broken file: search again
+            path = _widths_file()
             _WIDTHS.update(json.loads(path.read_text()))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):
             pass
     if key not in _WIDTHS:
         _WIDTHS[key] = search_width(family, target, **hparams)
         try:  # write whole, then rename: a reader never sees half a file
+            path = _widths_file()
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             partial.write_text(json.dumps(_WIDTHS, sort_keys=True))
             os.replace(partial, path)
-        except OSError:
+        except (OSError, RuntimeError):
             pass  # an unwritable cache folder: only this process remembers
     return _WIDTHS[key]
 
