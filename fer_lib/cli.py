@@ -1,7 +1,7 @@
 """`fer`: the command line, a thin layer over the library.
 
     fer summary MODEL [--width W]          per-layer table, params, FLOPs
-    fer train CONFIG [--epochs N] ...      train a preset or a .json/.yaml config
+    fer train CONFIG [--epochs N] ...      train a preset, a config file or a book's run
     fer evaluate TARGET                    accuracies of a checkpoint, stored run or export
     fer reproduce [--only PATTERN] ...     run every missing experiment of the catalogue
     fer rescore [--only PATTERN]           re-score stored runs in float32 (weights kept)
@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import paths
 from .data import ACCEPTED_FORMS, FER2013Error, FER2013RowError, load_fer2013
 
 PUBLIC_COMMANDS = ("summary", "train", "evaluate", "reproduce", "rescore", "data-summary",
@@ -44,40 +45,21 @@ def cmd_summary(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .coursework import learned_little, start_report, training_target
+    from .coursework import end_report, start_report, train_and_score, training_target
     from .data import evaluation_sets
-    from .evaluate import score
-    from .experiments import trainer_inputs
-    from .paths import runs_dir
-    from .quantize import PRECISIONS
-    from .train import train
 
     cfg, exp = training_target(args.config, width=args.width, params=args.params,
                                epochs=args.epochs, subset=args.subset, seed=args.seed)
-    out = Path(args.out or runs_dir() / f"train-{Path(str(args.config)).stem}")
+    out = Path(args.out or paths.runs_dir() / f"train-{Path(str(args.config)).stem}")
     if (out / "checkpoint.pt").exists() and not (args.resume or args.force):
         raise FileExistsError(f"{out / 'checkpoint.pt'} exists: pass --resume to continue it "
                               "or --force to start over and overwrite it")
     print(start_report(exp.name if exp else str(args.config), cfg), flush=True)
     data = load_fer2013(args.data)
-    device = args.device or None
-    teacher, start = trainer_inputs(exp, data, device or "cpu") if exp else (None, None)
-    result = train(cfg, data, device=device, out_dir=out, resume=args.resume, teacher=teacher,
-                   model=start, quiet=args.quiet)
-    sets = evaluation_sets(data, cfg.val_fraction, cfg.split_seed)
-    print(f"scoring the best epoch ({result.best_epoch}) at {', '.join(PRECISIONS)}",
-          file=sys.stderr, flush=True)
-    scores = score(result.model, sets, PRECISIONS, device=args.device or "cpu",
-                   log=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-    metrics = result.metrics | scores.headline() | {"acc_by_precision": scores.accuracy}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    print(f"\n{'precision':10s} {'val':>7s} {'public':>7s} {'private':>7s}")
-    for precision, accs in scores.accuracy.items():
-        print(f"{precision:10s} {accs['val']:7.1%} {accs['public']:7.1%} {accs['private']:7.1%}")
-    warning = learned_little(scores.accuracy["fp32"]["val"], sets["val"][1])
-    if warning:
-        print(warning, file=sys.stderr)
-    print(f"checkpoint and metrics in {out}; hand it in with: fer package {out} -o hw8")
+    metrics = train_and_score(cfg, data, out, exp=exp, device=args.device or None,
+                              resume=args.resume, quiet=args.quiet)
+    print(end_report(metrics, evaluation_sets(data, cfg.val_fraction, cfg.split_seed)["val"][1],
+                     out))
 
 
 def _model_to_evaluate(target: str, precision: str | None):
@@ -224,7 +206,10 @@ def cmd_reproduce(args) -> None:
     if args.plan:
         from .plan import plan, plan_table
 
-        print(plan_table(plan(todo, measure=args.probe, log=print)))
+        print(f"planning {len(todo)} runs: reading results/ and runs/"
+              + (" and probing each new architecture" if args.probe else ""), flush=True)
+        print(plan_table(plan(todo, measure=args.probe, record=args.write,
+                              log=lambda line: print(line, flush=True))))
         return
     how = f"{args.jobs} at a time" if args.backend == "local" else "as Ray tasks"
     print(f"{len(wanted)} experiments selected, {len(todo)} to run ({how})")
@@ -243,7 +228,6 @@ def cmd_reproduce(args) -> None:
 
 
 def _run_on_ray(todo: list[str], args) -> list[str]:
-    from . import paths
     from .cluster import ClusterOptions, check_address, run_on_ray
 
     try:
@@ -262,7 +246,7 @@ def _run_on_ray(todo: list[str], args) -> list[str]:
 
 def cmd_rescore(args) -> None:
     from . import catalogue
-    from .experiments import rescore
+    from .rescoring import rescore
     from .store import find_result, write_summary
 
     data = load_fer2013(args.data)
@@ -275,7 +259,7 @@ def cmd_rescore(args) -> None:
 
 def run_jobs(todo: list[str], args) -> list[str]:
     """Run experiments as subprocesses, `args.jobs` at a time, each after what it needs."""
-    from . import catalogue, paths
+    from . import catalogue
     from .plan import Progress, plan
 
     runs = paths.runs_dir()
@@ -331,7 +315,6 @@ DATA_HELP = "FER2013 zip/folder/csv (default: $FER2013_PATH, then data/)"
 
 def _add_model_commands(sub) -> None:
     """summary, train, evaluate: one model at a time."""
-    data_help = DATA_HELP
     p = sub.add_parser("summary", help="per-layer table, parameters and FLOPs of a model")
     p.add_argument("model", help="model family, e.g. mobilenet_v2, cnn, hw3_cnn")
     p.add_argument("--width", type=float, help="width multiplier (default: the family's)")
@@ -339,9 +322,8 @@ def _add_model_commands(sub) -> None:
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("train", help="train a preset, a config file or one of the book's runs")
-    p.add_argument("config", help="a preset (quick: your first real model, ~10 min on 2 "
-                   "cores; smoke, student, ...), a .json/.yaml file, a catalogue run name "
-                   "(long-200k-early) or a stored results/<run>/config.json")
+    p.add_argument("config", help="a preset (quick: your first real model; smoke, ...), a "
+                   ".json/.yaml file, a catalogue run or its results/<run>/config.json")
     p.add_argument("--width", type=float, help="the model's width multiplier")
     p.add_argument("--params", type=int, help="size the model to about N parameters")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -351,7 +333,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--out", help="output folder (default: the project's runs/train-CONFIG)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     p.add_argument("--force", action="store_true", help="overwrite a checkpoint in --out")
-    p.add_argument("--data", help=data_help)
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -361,20 +343,19 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8", "int4"),
                    help="only this precision (default: all; fp32 always)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--data", help=data_help)
+    p.add_argument("--data", help=DATA_HELP)
     p.set_defaults(func=cmd_evaluate)
 
 
 def _add_catalogue_commands(sub) -> None:
     """reproduce, rescore, data-summary and the hidden worker `run`: the stored results."""
-    data_help = DATA_HELP
     p = sub.add_parser("reproduce", help="run the experiments whose results are missing")
     p.add_argument("--only", help="comma-separated glob patterns of experiment names")
     p.add_argument("--jobs", type=int, default=1, help="experiments run at once")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--rerun", action="store_true",
                    help="run the selected experiments even if stored (replaces their results)")
-    p.add_argument("--data", help=data_help)
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local subprocesses (default) or Ray tasks (pip install -e .[cluster])")
     p.add_argument("--address", help="Ray: auto, host:port or ray://host:port "
@@ -386,25 +367,27 @@ def _add_catalogue_commands(sub) -> None:
     p.add_argument("--plan", action="store_true",
                    help="list the runs to do with their estimated CPU time, and stop")
     p.add_argument("--probe", action="store_true", help="with --plan: time each architecture "
-                   "without a recorded probe (recorded in results/cpu_probes.json)")
+                   "without a recorded probe")
+    p.add_argument("--write", action="store_true", help="with --probe: record the new probes "
+                   "in results/cpu_probes.json (a committed file)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("rescore", help="re-score stored runs in float32 from their weights")
     p.add_argument("--only", help="comma-separated glob patterns of experiment names")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--data", help=data_help)
+    p.add_argument("--data", help=DATA_HELP)
     p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("data-summary", help="class counts and pixel statistics of FER2013")
     p.add_argument("--write", action="store_true",
                    help="write results/data_summary.json (what the book shows)")
-    p.add_argument("--data", help=data_help)
+    p.add_argument("--data", help=DATA_HELP)
     p.set_defaults(func=cmd_data_summary)
 
     p = sub.add_parser("run")  # no help: hidden from --help, spawned by `reproduce`
     p.add_argument("name")
     p.add_argument("--device")
-    p.add_argument("--data", help=data_help)
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--rerun", action="store_true")
     p.set_defaults(func=cmd_run)
@@ -421,8 +404,7 @@ def _add_homework_commands(sub) -> None:
                                 "its PublicTest then PrivateTest images")
     p.add_argument("-o", "--out", default="submission.csv", help="default: submission.csv")
     p.add_argument("--precision", choices=precisions,
-                   help="weights at this precision (default: the run's reported one; "
-                        "for your own run the most precise that fits 225,000 B)")
+                   help="default: the run's reported one (your own run's: the best that fits)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_predict)
 
@@ -437,8 +419,7 @@ def _add_homework_commands(sub) -> None:
                                           "fer_lib.submission(225_000))")
     p.add_argument("-o", "--out", default="hw8", help="the folder to write (default: hw8)")
     p.add_argument("--precision", choices=precisions,
-                   help="default: the run's reported (the submission's chosen) precision; "
-                        "for your own run, the most precise that fits --budget")
+                   help="default: the run's reported one (your own run's: the best that fits)")
     # fer_lib.quantize.STRONG_BUDGET, spelled out: `fer --help` must not import torch.
     p.add_argument("--budget", type=int, default=225_000,
                    help="refuse a folder over this many bytes (default 225,000; the simple "

@@ -16,17 +16,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from . import catalogue
 from .catalogue import Experiment
 from .config import ConfigError, TrainConfig, load_config, make_config
+from .data import FER2013, evaluation_sets
+from .evaluate import score
 from .homework import folder_sizes
 from .models import build, count_params, width_for_params
 from .plan import TRAINING_ROWS, architecture_key, format_duration, load_probes
-from .quantize import STRONG_BUDGET
+from .quantize import PRECISIONS, STRONG_BUDGET
+from .train import train
 
 # An accuracy within this many points of the majority-class rate has learned little.
 NEAR_MAJORITY = 0.05
@@ -134,3 +139,87 @@ def learned_little(accuracy: float, labels: np.ndarray) -> str | None:
     return (f"warning: {accuracy:.1%} is close to the {floor:.1%} that always answering the "
             "commonest class scores: this model has learned little (too few epochs or "
             "images? `fer train quick` reaches about 60 %)")
+
+
+def train_and_score(cfg: TrainConfig, data: FER2013, out: str | os.PathLike, *,
+                    exp: Experiment | None = None, device: str | None = None,
+                    resume: bool = False, quiet: bool = False) -> dict:
+    """Train `cfg` into the folder `out` (``checkpoint.pt`` after every epoch; `exp`: the
+    book's run it is, whose teacher or starting model it then uses), score its best
+    epoch at every precision (progress on stderr) and write ``out/metrics.json``: the
+    trainer's metrics, ``<set>_acc`` in float32 and ``acc_by_precision``. Returns them."""
+    from .experiments import trainer_inputs
+
+    out = Path(out)
+    teacher, start = trainer_inputs(exp, data, device or "cpu") if exp else (None, None)
+    result = train(cfg, data, device=device, out_dir=out, resume=resume, teacher=teacher,
+                   model=start, quiet=quiet)
+    print(f"scoring the best epoch ({result.best_epoch}) at {', '.join(PRECISIONS)}",
+          file=sys.stderr, flush=True)
+    scores = score(result.model, evaluation_sets(data, cfg.val_fraction, cfg.split_seed),
+                   PRECISIONS, device=device or "cpu",
+                   log=None if quiet else lambda line: print(f"  {line}", file=sys.stderr,
+                                                             flush=True))
+    metrics = result.metrics | scores.headline() | {"acc_by_precision": scores.accuracy}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics
+
+
+def own_runs(folder: str | os.PathLike) -> pd.DataFrame:
+    """Your finished runs under `folder` (each a `fer train` folder with ``metrics.json``
+    and ``checkpoint.pt``), one row each: ``run`` (folder name), ``family``, ``params``,
+    ``epochs`` and the float32 ``val_acc``, ``public_acc``, ``private_acc``."""
+    from .checkpoint import load_checkpoint
+
+    rows = []
+    for metrics_file in sorted(Path(folder).glob("*/metrics.json")):
+        state = load_checkpoint(metrics_file.with_name("checkpoint.pt"))
+        metrics = json.loads(metrics_file.read_text())
+        rows.append({"run": metrics_file.parent.name, "family": state["family"],
+                     "params": metrics["params"], "epochs": metrics["epochs"],
+                     **{f"{s}_acc": metrics[f"{s}_acc"] for s in ("val", "public", "private")}})
+    columns = ["run", "family", "params", "epochs", "val_acc", "public_acc", "private_acc"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def end_report(metrics: dict, val_labels: np.ndarray, out: str | os.PathLike) -> str:
+    """What `fer train` says at the end: the accuracies at each precision, a warning when
+    the model learned little (`learned_little`), and how to hand it in."""
+    lines = [f"\n{'precision':10s} {'val':>7s} {'public':>7s} {'private':>7s}"]
+    lines += [f"{p:10s} {a['val']:7.1%} {a['public']:7.1%} {a['private']:7.1%}"
+              for p, a in metrics["acc_by_precision"].items()]
+    warning = learned_little(metrics["val_acc"], val_labels)
+    lines += [warning] if warning else []
+    return "\n".join(lines + [f"checkpoint and metrics in {out}; hand it in with: "
+                               f"fer package {out} -o hw8"])
+
+
+def run_hw8_folder(folder: str | os.PathLike, data: FER2013, per_half: int | None = None,
+                   work: str | os.PathLike | None = None) -> dict:
+    """Grade the hw8 `folder` as the course did: write a course-format ``test.csv``, run
+    ``bash folder/hw8_test.sh test.csv out.csv`` (the folder's own numpy predictor) and
+    score ``out.csv`` against `data`'s labels. `per_half`: only the first that many images
+    of PublicTest and of PrivateTest (a quick check; None: all 7,178, minutes). Returns
+    ``{"images", "seconds", "public", "private"}`` (accuracies as fractions)."""
+    import subprocess
+    import tempfile
+    import time
+
+    from .homework import read_submission, write_test_csv
+
+    halves = {name: evaluation_sets(data)[name] for name in ("public", "private")}
+    if per_half is not None:
+        halves = {n: (x[:per_half], y[:per_half]) for n, (x, y) in halves.items()}
+    images = np.concatenate([x for x, _ in halves.values()])
+    with tempfile.TemporaryDirectory(prefix="fer-grade-", dir=work) as tmp:
+        test_csv, out_csv = Path(tmp) / "test.csv", Path(tmp) / "out.csv"
+        write_test_csv(test_csv, images)
+        start = time.perf_counter()
+        subprocess.run(["bash", str(Path(folder) / "hw8_test.sh"), str(test_csv),
+                        str(out_csv)], check=True, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        predicted = read_submission(out_csv)
+    n_public = len(halves["public"][1])
+    return {"images": len(images), "seconds": seconds,
+            "public": float(np.mean(predicted[:n_public] == halves["public"][1])),
+            "private": float(np.mean(predicted[n_public:] == halves["private"][1]))}

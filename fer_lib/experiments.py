@@ -255,6 +255,19 @@ def check_same_split(student: Experiment, teacher: Experiment) -> None:
                 "validation rows. Distil only from teachers trained on the same split.")
 
 
+def trainer_inputs(exp: Experiment, data: FER2013, device, results_dir=None, runs_dir=None):
+    """(teacher, starting model) `exp`'s trainer needs, as `load_or_train` gives them:
+    its teacher's stored logits or views (None without one) and, for a slimmed run, the
+    cut model it fine-tunes (None: a fresh model). Only a training run has them."""
+    if exp.kind != "train":
+        raise ConfigError(f"{exp.name} is an {exp.kind} of stored runs, not a training run: "
+                          f"`fer reproduce --only {exp.name}` builds it")
+    results_dir = Path(results_dir) if results_dir is not None else paths.results_dir()
+    runs_dir = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
+    return (_teacher_for(exp, data, results_dir, runs_dir, device),
+            _start_model(exp, results_dir))
+
+
 def _start_model(exp: Experiment, results_dir: Path):
     if exp.slim_from is None:
         return None
@@ -387,59 +400,3 @@ def _member_logits(exp: Experiment, result: Result, sets: dict, names) -> dict[s
                                  "weights to score on shifted views")
     model = result.model()
     return {s: predict_shifted(model, sets[s][0], exp.view_shift) for s in names}
-
-
-# ----------------------------------------------------------------------------- re-scoring
-def _same_numbers(new: dict, old: dict) -> bool:
-    """Whether two metrics dicts agree on everything but the ``scoring`` note, as stored
-    (JSON: tuples are lists, numpy floats are floats)."""
-    import json
-
-    def numbers(metrics):
-        return json.loads(json.dumps({k: v for k, v in metrics.items() if k != "scoring"}))
-    return numbers(new) == numbers(old)
-
-
-def rescore(exp: Experiment, data: FER2013, *, results_dir: str | os.PathLike | None = None,
-            device: str = "cpu") -> str:
-    """Re-measure a stored run from what it stores; returns what was done.
-
-    A run whose weights are committed is scored again by `measure` from those (fp16)
-    weights: every accuracy, byte count and file hash then describes the files that are
-    exported from them. A run without weights keeps its accuracies (nothing stored can
-    reproduce them); its byte counts are re-measured on its architecture, since a file's
-    size depends on the tensors' shapes only. Training facts, the earlier bf16-autocast
-    check (``acc_bf16_autocast``) and an averaged run's ``without_average`` are kept.
-    """
-    import tempfile
-
-    from .quantize import PRECISIONS, export_npz
-
-    result = find_result(exp, results_dir)
-    if result is None:
-        raise MissingResultError(f"no stored result for {exp.name!r}")
-    old = result.metrics
-    if exp.kind == "ensemble":
-        return old.setdefault("scoring", "members' stored logits")
-    with tempfile.TemporaryDirectory() as work:
-        if not result.has_weights():
-            model = result.architecture()
-            sizes = {p: export_npz(model, Path(work) / f"{p}.npz", p) for p in PRECISIONS}
-            if sizes == old.get("bytes"):
-                return f"{old.get('scoring', 'fp32')} (no weights stored: bytes unchanged)"
-            write_metrics(result.path, old | {"bytes": sizes})
-            return f"{old.get('scoring', 'fp32')} (no weights stored: bytes re-measured)"
-        metrics, logits = measure(result.model(), data, exp.train, Path(work), device)
-    # Kept as measured: training facts, the old bf16 check, and the variant without
-    # weight averaging (its weights are not stored, so it cannot be re-measured).
-    metrics.update({k: old[k] for k in ("best_epoch", "epochs", "device", "train_seconds",
-                                        "acc_bf16_autocast", "without_average", "soft_labels")
-                     if k in old})
-    if old.get("scoring", "").startswith("fp32") and _same_numbers(metrics, old):
-        # Measured in float32 on these weights before (a trained run is scored on the
-        # weights it stores): nothing to rewrite, so a committed result shows no diff.
-        return f"{old['scoring']} (unchanged: nothing rewritten)"
-    metrics["scoring"] = "fp32, from the stored fp16 weights"
-    write_metrics(result.path, metrics)
-    write_outputs(result.path, logits, exp.keep_logits)
-    return metrics["scoring"]

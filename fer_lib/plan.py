@@ -143,13 +143,15 @@ def write_probes(probes: dict, results_dir: str | os.PathLike | None = None) -> 
     return path
 
 
-def plan(names: list[str], *, measure: bool = False,
+def plan(names: list[str], *, measure: bool = False, record: bool = False,
          results_dir: str | os.PathLike | None = None, log=None) -> list[dict]:
     """One row per run in `names`: ``run``, ``kind``, ``architecture`` and ``seconds``,
     the estimated CPU training time (NaN when no probe is recorded and `measure` is off).
 
-    measure: probe every architecture without a recorded rate, and record it (in
-    `results_dir`'s ``cpu_probes.json``); `log` is called with a line per probe.
+    measure: probe every architecture without a recorded rate (the estimate uses it);
+    record: also write the new rates into `results_dir`'s ``cpu_probes.json``, a
+    committed file, so only when asked. `log` is called with a line before and after
+    each probe (each takes tens of seconds).
     """
     from .deploy import machine_description
 
@@ -160,14 +162,17 @@ def plan(names: list[str], *, measure: bool = False,
         exp = catalogue.get(name)
         key = architecture_key(exp) if exp.kind == "train" else ""
         if measure and key and key not in rates:
+            if log:
+                log(f"probing {name}'s architecture: two short epochs on synthetic images")
             start = time.perf_counter()
             rates[key] = probe(exp)
             if log:
                 log(f"probed {key}: {rates[key] * 1000:.2f} ms per image "
                     f"({time.perf_counter() - start:.0f} s)")
-            probes.update(machine=machine_description(torch.get_num_threads()),
-                          threads=torch.get_num_threads())
-            write_probes(probes, results_dir)
+            if record:
+                probes.update(machine=machine_description(torch.get_num_threads()),
+                              threads=torch.get_num_threads())
+                write_probes(probes, results_dir)
         rows.append({"run": name, "kind": exp.kind, "architecture": key,
                      "seconds": estimate_seconds(exp, rates.get(key), epochs_done(exp))
                      + store_seconds(exp, stores, results_dir)})

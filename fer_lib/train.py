@@ -168,11 +168,7 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
     ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     history, best, start_epoch, best_plain = _starting_point(
         model, cfg, opt, sched, gen, device, average, ckpt_path if resume else None)
-    # The bar counts batches, not epochs: a student waiting on a 40-second epoch sees it
-    # move, and its time estimate settles after a few batches instead of a whole epoch.
-    steps = _steps_per_epoch(len(rows.train_y), cfg.batch_size)
-    bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, disable=quiet,
-               unit="batch", desc=f"{cfg.family} {count_params(model):,} params")
+    bar = _batch_bar(cfg, len(rows.train_y), start_epoch, quiet)
     with bar, fastpath.training(model, fastpath.wanted(device, fast) and cfg.channels_last):
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -194,6 +190,15 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
                                                           opt, sched, gen, device, history,
                                                           average, best_plain))
     return _result(model, cfg, history, best, device, best_plain)
+
+
+def _batch_bar(cfg: TrainConfig, rows: int, start_epoch: int, quiet: bool) -> tqdm:
+    """The progress bar of a run over `rows` training images. It counts batches, not
+    epochs: a student waiting on a 40-second epoch sees it move, and its time estimate
+    settles after a few batches instead of a whole epoch."""
+    steps = _steps_per_epoch(rows, cfg.batch_size)
+    return tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, disable=quiet,
+                unit="batch", desc=f"epoch {start_epoch + 1}/{cfg.epochs}")
 
 
 def _starting_point(model, cfg, opt, sched, gen, device, average, ckpt_path):

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from fer_lib import experiments as ex
+from fer_lib import rescoring
 from fer_lib.data import CLASS_NAMES, RELEASE_COUNTS, SPLITS, FER2013Error, load_fer2013
 from fer_lib.errors import FER2013RowError
 from fer_lib.homework import ModelSource, read_submission, write_folder
@@ -209,13 +210,13 @@ def test_rescoring_an_unchanged_run_rewrites_nothing(mini, small_fer, tmp_path):
         if name == "t-a":
             (folder / "weights-bn.npz").unlink()
         before = {p.name: p.read_bytes() for p in folder.iterdir()}
-        said = ex.rescore(catalogue[name], small_fer, results_dir=copy)
+        said = rescoring.rescore(catalogue[name], small_fer, results_dir=copy)
         assert "unchanged" in said, said
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     # A changed number is still written, with how it was measured.
     stu = ex.find_result(catalogue["stu"], copy)
     stu.metrics["val_acc"] = -1.0
     ex.write_metrics(stu.path, stu.metrics)
-    assert ex.rescore(catalogue["stu"], small_fer, results_dir=copy) == \
+    assert rescoring.rescore(catalogue["stu"], small_fer, results_dir=copy) == \
         "fp32, from the stored fp16 weights"
     assert ex.find_result(catalogue["stu"], copy).metrics["val_acc"] >= 0

@@ -136,3 +136,24 @@ def test_the_bar_counts_every_batch(small_fer):
     train_module.train_one_epoch(model, rows, cfg, opt, sched, torch.Generator(), None,
                                  torch.contiguous_format, on_batch=lambda: calls.append(1))
     assert len(calls) == train_module._steps_per_epoch(len(rows.train_y), cfg.batch_size)
+
+
+def test_grading_the_folder_agrees_with_the_library(trained_folder, small_fer, tmp_path):
+    from fer_lib.data import evaluation_sets
+    from fer_lib.evaluate import accuracy
+
+    made = homework.package(trained_folder, tmp_path / "hw8", budget=None)
+    graded = coursework.run_hw8_folder(made.folder, small_fer, per_half=20)
+    model = homework.model_source(trained_folder, made.precision, budget=None).model()
+    for half in ("public", "private"):
+        images, labels = evaluation_sets(small_fer)[half]
+        expected = accuracy(homework.predict(model, images[:20]), labels[:20])
+        assert graded[half] == pytest.approx(expected)
+    assert graded["images"] == 40 and graded["seconds"] > 0
+
+
+def test_own_runs_lists_each_finished_run(trained_folder):
+    runs = coursework.own_runs(trained_folder.parent)
+    row = runs[runs["run"] == trained_folder.name].iloc[0]
+    metrics = json.loads((trained_folder / "metrics.json").read_text())
+    assert row["private_acc"] == metrics["private_acc"] and row["family"] == "mobilenet_v2"

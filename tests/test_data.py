@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import warnings
 import zipfile
 
@@ -72,11 +71,17 @@ def test_shared_zip_has_the_documented_class_counts(fer_zip_path, fer_cache_dir)
     assert first == sorted(first) and first[0] == 0
 
 
-def test_second_load_of_shared_zip_is_fast(fer_zip_path, fer_cache_dir):
-    load_fer2013(fer_zip_path, cache_dir=fer_cache_dir)  # decodes unless already cached
-    start = time.perf_counter()
-    load_fer2013(fer_zip_path, cache_dir=fer_cache_dir)
-    assert time.perf_counter() - start < 2.0
+def test_second_load_of_shared_zip_reads_the_cache(fer_zip_path, fer_cache_dir, monkeypatch):
+    # What makes a second load take well under a second (benchmarks/bench_data_load.py
+    # times it): it never decodes the JPEGs again. Checked by behaviour, not by a clock.
+    first = load_fer2013(fer_zip_path, cache_dir=fer_cache_dir)  # decodes unless cached
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the second load decoded the images again")
+
+    monkeypatch.setattr(data, "decode_source", no_decoding)
+    again = load_fer2013(fer_zip_path, cache_dir=fer_cache_dir)
+    assert np.array_equal(again.labels, first.labels) and len(again.images) == len(first.images)
 
 
 def test_real_images_agree_in_every_source_kind(real_fer_sample, tmp_path, cache):

@@ -15,6 +15,7 @@ import torch
 
 from fer_lib import catalogue as catalogue_module
 from fer_lib import experiments as ex
+from fer_lib import rescoring
 from fer_lib.data import evaluation_sets
 from fer_lib.evaluate import accuracy, predict_logits, to_input
 from fer_lib.quantize import load_model, quantized_copy
@@ -412,7 +413,7 @@ def test_rescore_measures_the_stored_weights_and_their_exported_files(mini, smal
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
     before = ex.find_result(catalogue["stu"], copy).metrics
-    assert ex.rescore(catalogue["stu"], small_fer, results_dir=copy).startswith("fp32")
+    assert rescoring.rescore(catalogue["stu"], small_fer, results_dir=copy).startswith("fp32")
     result = ex.find_result(catalogue["stu"], copy)
     model = result.model()
     sets = evaluation_sets(small_fer)
@@ -430,11 +431,12 @@ def test_rescore_measures_the_stored_weights_and_their_exported_files(mini, smal
     (teacher.path / "weights-bn.npz").unlink()
     teacher.metrics["bytes"] = dict.fromkeys(PRECISIONS, 1)
     ex.write_metrics(teacher.path, teacher.metrics)
-    assert "bytes re-measured" in ex.rescore(catalogue["t-a"], small_fer, results_dir=copy)
+    assert "bytes re-measured" in rescoring.rescore(catalogue["t-a"], small_fer, results_dir=copy)
     after = ex.find_result(catalogue["t-a"], copy).metrics
     assert after["val_acc"] == teacher.metrics["val_acc"]
     assert after["bytes"] == ex.find_result(catalogue["t-a"], results).metrics["bytes"]
-    assert ex.rescore(catalogue["ens"], small_fer, results_dir=copy) == "members' stored logits"
+    assert (rescoring.rescore(catalogue["ens"], small_fer, results_dir=copy)
+            == "members' stored logits")
 
 
 def test_a_trained_run_is_measured_on_the_weights_it_stores(mini, small_fer):

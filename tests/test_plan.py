@@ -73,17 +73,23 @@ def test_plan_probes_once_per_architecture_and_records_it(tmp_path, tiny_catalog
                                                            monkeypatch):
     monkeypatch.setattr(plan, "PROBE_IMAGES", 320)  # a quick probe is enough here
     lines = []
-    rows = plan.plan(["tiny-a", "tiny-b", "tiny-cut"], measure=True, results_dir=tmp_path,
-                     log=lines.append)
-    assert len(lines) == 1, "two seeds of one architecture share one probe"
+    rows = plan.plan(["tiny-a", "tiny-b", "tiny-cut"], measure=True, record=True,
+                     results_dir=tmp_path, log=lines.append)
+    assert len(lines) == 2, "two seeds of one architecture share one probe (said before/after)"
     assert [r["run"] for r in rows] == ["tiny-a", "tiny-b", "tiny-cut"]
     assert rows[0]["seconds"] == rows[1]["seconds"] > 0 and rows[2]["seconds"] == 0
     recorded = json.loads((tmp_path / plan.PROBES).read_text())
     assert recorded["threads"] >= 1 and "logical CPUs" in recorded["machine"]
     again = plan.plan(["tiny-a"], results_dir=tmp_path, log=lines.append)
-    assert len(lines) == 1 and again[0]["seconds"] == rows[0]["seconds"]
+    assert len(lines) == 2 and again[0]["seconds"] == rows[0]["seconds"]
     text = plan.plan_table(rows)
     assert "tiny-a" in text and text.splitlines()[-1].startswith("3 runs, about")
+
+
+def test_a_probe_is_recorded_only_when_asked(tmp_path, tiny_catalogue, monkeypatch):
+    monkeypatch.setattr(plan, "PROBE_IMAGES", 320)
+    rows = plan.plan(["tiny-a"], measure=True, results_dir=tmp_path)
+    assert rows[0]["seconds"] > 0 and not (tmp_path / plan.PROBES).exists()
 
 
 def test_plan_without_probes_says_what_is_unknown(tmp_path, tiny_catalogue):
