@@ -367,3 +367,15 @@ def mini(mini_results, monkeypatch):
     catalogue, results = mini_results
     monkeypatch.setattr(catalogue_module, "experiments", lambda: catalogue)
     return catalogue, results
+
+
+@pytest.fixture(scope="session")
+def smoke_run(sample_zip, tmp_path_factory) -> Path:
+    """A folder `fer train smoke` wrote (one epoch on 200 sample images): its
+    ``checkpoint.pt`` and ``metrics.json``, shared by the tests that read them."""
+    import fer_lib.cli as cli
+
+    out = tmp_path_factory.mktemp("smoke_run") / "run"
+    cli.main(["train", "smoke", "--subset", "200", "--epochs", "1", "--out", str(out),
+              "--data", str(sample_zip), "--device", "cpu", "--quiet"])
+    return out

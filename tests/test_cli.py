@@ -40,11 +40,8 @@ def test_summary_prints_table_and_params(capsys):
 
 
 @pytest.fixture(scope="module")
-def trained(sample_zip, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli_train") / "run"
-    cli.main(["train", "smoke", "--subset", "200", "--epochs", "1", "--out", str(out),
-              "--data", str(sample_zip), "--device", "cpu", "--quiet"])
-    return out
+def trained(smoke_run):
+    return smoke_run
 
 
 def _accuracies(checkpoint, data_path) -> dict[str, tuple[float, float]]:

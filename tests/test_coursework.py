@@ -84,11 +84,8 @@ def test_near_the_majority_rate_is_a_warning():
 
 
 @pytest.fixture(scope="module")
-def trained_folder(sample_zip, tmp_path_factory):
-    out = tmp_path_factory.mktemp("coursework") / "run1"
-    cli.main(["train", "smoke", "--subset", "200", "--epochs", "1", "--out", str(out),
-              "--data", str(sample_zip), "--device", "cpu", "--quiet"])
-    return out
+def trained_folder(smoke_run):
+    return smoke_run
 
 
 def test_train_says_what_it_costs_and_scores_every_precision(trained_folder, capsys):
