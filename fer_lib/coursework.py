@@ -16,7 +16,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +27,12 @@ import pandas as pd
 
 from . import catalogue
 from .catalogue import Experiment
+from .checkpoint import load_checkpoint
 from .config import ConfigError, TrainConfig, load_config, make_config
 from .data import FER2013, evaluation_sets
 from .evaluate import score
-from .homework import folder_sizes
+from .experiments import trainer_inputs
+from .homework import folder_sizes, read_submission, write_test_csv
 from .models import build, count_params, width_for_params
 from .plan import TRAINING_ROWS, architecture_key, format_duration, load_probes
 from .quantize import PRECISIONS, STRONG_BUDGET
@@ -148,8 +153,6 @@ def train_and_score(cfg: TrainConfig, data: FER2013, out: str | os.PathLike, *,
     book's run it is, whose teacher or starting model it then uses), score its best
     epoch at every precision (progress on stderr) and write ``out/metrics.json``: the
     trainer's metrics, ``<set>_acc`` in float32 and ``acc_by_precision``. Returns them."""
-    from .experiments import trainer_inputs
-
     out = Path(out)
     teacher, start = trainer_inputs(exp, data, device or "cpu") if exp else (None, None)
     result = train(cfg, data, device=device, out_dir=out, resume=resume, teacher=teacher,
@@ -169,8 +172,6 @@ def own_runs(folder: str | os.PathLike) -> pd.DataFrame:
     """Your finished runs under `folder` (each a `fer train` folder with ``metrics.json``
     and ``checkpoint.pt``), one row each: ``run`` (folder name), ``family``, ``params``,
     ``epochs`` and the float32 ``val_acc``, ``public_acc``, ``private_acc``."""
-    from .checkpoint import load_checkpoint
-
     rows = []
     for metrics_file in sorted(Path(folder).glob("*/metrics.json")):
         state = load_checkpoint(metrics_file.with_name("checkpoint.pt"))
@@ -201,12 +202,6 @@ def run_hw8_folder(folder: str | os.PathLike, data: FER2013, per_half: int | Non
     score ``out.csv`` against `data`'s labels. `per_half`: only the first that many images
     of PublicTest and of PrivateTest (a quick check; None: all 7,178, minutes). Returns
     ``{"images", "seconds", "public", "private"}`` (accuracies as fractions)."""
-    import subprocess
-    import tempfile
-    import time
-
-    from .homework import read_submission, write_test_csv
-
     halves = {name: evaluation_sets(data)[name] for name in ("public", "private")}
     if per_half is not None:
         halves = {n: (x[:per_half], y[:per_half]) for n, (x, y) in halves.items()}
