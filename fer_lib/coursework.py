@@ -30,7 +30,7 @@ from .catalogue import Experiment
 from .checkpoint import load_checkpoint
 from .config import ConfigError, TrainConfig, load_config, make_config
 from .data import FER2013, evaluation_sets
-from .evaluate import score
+from .evaluate import accuracy, score
 from .experiments import trainer_inputs
 from .homework import folder_sizes, read_submission, write_test_csv
 from .models import build, count_params, width_for_params
@@ -202,7 +202,8 @@ def run_hw8_folder(folder: str | os.PathLike, data: FER2013, per_half: int | Non
     score ``out.csv`` against `data`'s labels. `per_half`: only the first that many images
     of PublicTest and of PrivateTest (a quick check; None: all 7,178, minutes). Returns
     ``{"images", "seconds", "public", "private"}`` (accuracies as fractions)."""
-    halves = {name: evaluation_sets(data)[name] for name in ("public", "private")}
+    sets = evaluation_sets(data)
+    halves = {name: sets[name] for name in ("public", "private")}
     if per_half is not None:
         halves = {n: (x[:per_half], y[:per_half]) for n, (x, y) in halves.items()}
     images = np.concatenate([x for x, _ in halves.values()])
@@ -216,5 +217,5 @@ def run_hw8_folder(folder: str | os.PathLike, data: FER2013, per_half: int | Non
         predicted = read_submission(out_csv)
     n_public = len(halves["public"][1])
     return {"images": len(images), "seconds": seconds,
-            "public": float(np.mean(predicted[:n_public] == halves["public"][1])),
-            "private": float(np.mean(predicted[n_public:] == halves["private"][1]))}
+            "public": accuracy(predicted[:n_public], halves["public"][1]),
+            "private": accuracy(predicted[n_public:], halves["private"][1])}
