@@ -2,102 +2,23 @@
 
 An `Experiment` is a `TrainConfig` plus what happens around the trainer (distil from a
 teacher's cached logits, start from a slimmed model, combine teachers, or cut a stored
-model without training). Its content hash keys its stored result, ``results/<name>-<hash>/``
-(see :mod:`fer_lib.store`). The catalogue is built on first use (`experiments()`), not at
-import: it sizes every sweep model, which takes seconds.
+model without training), described in :mod:`fer_lib.experiment_spec`. Its content hash
+keys its stored result, ``results/<name>-<hash>/`` (see :mod:`fer_lib.store`). The
+catalogue is built on first use (`experiments()`), not at import: it sizes every sweep
+model, which takes seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config import TrainConfig, without_later_defaults
+from .config import TrainConfig
+from .experiment_spec import LATER_EXPERIMENT_FIELDS, Experiment, config_hash  # noqa: F401
 from .models import width_for_params
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """One run of the catalogue.
-
-    kind: "train" (the trainer), "ensemble" (combine `members`' logits; no training), or
-        "cut" (slim `slim_from` by `slim_fraction` and score it as it is: no training).
-    choose_members: an ensemble whose `members` are candidates: it averages those that
-        greedy forward selection on validation keeps (`distill.choose_members`), and
-        stores them and the selection's path in its metrics.
-    teacher: name of an experiment whose ``train_logits.npz`` the student distils from.
-    slim_from / slim_fraction: start from that experiment's weights with this share of
-        its expanded channels removed by network slimming (0.0: the weights as they are),
-        then fine-tune ("train") or not ("cut"; `train` then only fixes the validation
-        split it is scored on).
-    teacher_views: 0 (default) distils from the teacher's logits on the clean Training
-        images; K > 0 from its probabilities on K stored augmented views of each image,
-        the views the student trains on (`fer_lib.softlabels`; the teacher, or every
-        member of an ensemble, must have its weights stored).
-    view_shift: an ensemble that scores each member's stored weights on the face and its
-        shifts by this many pixels (`evaluate.predict_shifted`); 0: their stored logits.
-    precision: the export precision the result is reported at (bytes, summary row).
-    keep_logits: store float16 logits (True) or uint8 predictions (False).
-    """
-
-    name: str
-    group: str
-    train: TrainConfig = field(default_factory=TrainConfig)
-    kind: str = "train"
-    members: tuple[str, ...] = ()
-    teacher: str | None = None
-    slim_from: str | None = None
-    slim_fraction: float = 0.0
-    precision: str = "fp16"
-    keep_logits: bool = False
-    teacher_views: int = 0
-    choose_members: bool = False
-    view_shift: int = 0
-
-    def __post_init__(self):
-        if self.teacher_views < 0 or (self.teacher_views and self.teacher is None):
-            raise ValueError(f"{self.name}: teacher_views={self.teacher_views!r} needs a "
-                             "teacher and a count of at least 0")
-        if (self.choose_members or self.view_shift) and self.kind != "ensemble":
-            raise ValueError(f"{self.name}: choose_members and view_shift apply to an "
-                             f"ensemble, not to kind={self.kind!r}")
-
-    def to_dict(self) -> dict:
-        """The description its hash is taken of: fields added after results were stored
-        (`LATER_EXPERIMENT_FIELDS`) are left out at their default, as are the config's."""
-        values = without_later_defaults(asdict(self), LATER_EXPERIMENT_FIELDS)
-        values["train"] = self.train.to_dict()  # later options at their default left out
-        return json.loads(json.dumps(values))  # tuples -> lists: the JSON form
-
-    @property
-    def key(self) -> str:
-        """Short content hash of the whole description (name included)."""
-        return config_hash(self.to_dict())
-
-    @property
-    def folder(self) -> str:
-        return f"{self.name}-{self.key}"
-
-    @property
-    def needs(self) -> tuple[str, ...]:
-        """Experiments that must finish first."""
-        return tuple(self.members) + tuple(n for n in (self.teacher, self.slim_from) if n)
-
-
-# Experiment fields added after results were stored, with their defaults (see to_dict).
-LATER_EXPERIMENT_FIELDS = {"teacher_views": 0, "choose_members": False, "view_shift": 0}
-
-
-def config_hash(config: dict) -> str:
-    """First 10 hex digits of the sha256 of the canonical JSON of `config`."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
 
 # ----------------------------------------------------------------------------- the catalogue
 SWEEP_TARGETS = (1_000, 2_000, 4_000, 8_000, 16_000, 64_000, 256_000, 1_000_000)
@@ -172,6 +93,7 @@ DESIGN_PICKS: dict[str, str] = {"200k": "early", "100k": "v1"}
 # the weights kept (a horizon of ~1,000 steps, some 10 epochs); the same run measures the
 # plain iterate too (`TrainResult.plain_model`): averaging is a variant at no extra cost.
 LONG_RECIPE = dict(STUDENT_RECIPE, epochs=150, ema=0.999)
+LONG_CONTROL = "long-200k-base"
 # The tiny budget (32,768 B int8): the 200k pick sized to 27k (an untested transfer).
 TINY_TARGET = 27_000
 # Distillation on the student's views (#26 item 4), three seeds an arm, with the CPU
@@ -233,11 +155,11 @@ def _design(budget: str, design: str, seed: int) -> Experiment:
 
 def _picked(name: str, budget: str, group: str, target: int | None = None,
             precision: str | None = None, teacher: str | None = None, views: int = 0,
-            **recipe) -> Experiment:
-    """A run of the design `DESIGN_PICKS` holds for `budget`, sized to `target`
-    parameters (default: the budget's), on `recipe`."""
+            design: str | None = None, **recipe) -> Experiment:
+    """A run of the design `DESIGN_PICKS` holds for `budget` (or of `design`), sized to
+    `target` parameters (default: the budget's), on `recipe`."""
     goal, budget_precision, _ = DESIGN_BUDGETS[budget]
-    cfg = _design_config(DESIGN_PICKS[budget], target or goal, **recipe)
+    cfg = _design_config(design or DESIGN_PICKS[budget], target or goal, **recipe)
     return Experiment(name, group, cfg, teacher=teacher, teacher_views=views,
                       precision=precision or budget_precision, keep_logits=True)
 
@@ -250,6 +172,9 @@ def _after_design() -> list[Experiment]:
     if "200k" in DESIGN_PICKS:
         exps.append(_picked(f"long-27k-{DESIGN_PICKS['200k']}", "200k", "long",
                             target=TINY_TARGET, **LONG_RECIPE))
+        # The control: the base layout on the long schedule, so that the gain of the long
+        # run over the 50-epoch student splits into schedule and layout (#40 item 4).
+        exps.append(_picked(LONG_CONTROL, "200k", "long", design="base", **LONG_RECIPE))
     if VIEWS_BUDGET in DESIGN_PICKS:
         t, alpha = KD_PICK
         # Distillation needs long schedules (Beyer et al. 2022): one seed, clean-image logits.

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from . import catalogue, paths
-from .catalogue import Experiment, config_hash
 from .data import EVAL_SETS, FER2013, data_summary
+from .experiment_spec import Experiment, config_hash
 from .models import build
 
 DATA_SUMMARY = "data_summary.json"  # in the results folder: see `write_data_summary`
