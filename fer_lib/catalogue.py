@@ -181,6 +181,12 @@ def _after_design() -> list[Experiment]:
         exps.append(_picked(long_name(VIEWS_BUDGET, kd=True), VIEWS_BUDGET, "long-kd",
                             teacher=CPU_ENSEMBLE, **dict(LONG_RECIPE, kd_temperature=t,
                                                          kd_alpha=alpha)))
+        if "200k" in DESIGN_PICKS:
+            # The same at the submission's size, taught on its own views (K stored views
+            # an image) by the kept ensemble (#40 item 4).
+            exps.append(_picked(long_name("200k", kd=True), "200k", "long-kd",
+                                teacher=CPU_FINAL_ENSEMBLE, views=VIEWS_PER_IMAGE,
+                                **dict(LONG_RECIPE, kd_temperature=t, kd_alpha=alpha)))
         for seed in VIEWS_SEEDS:
             for arm in VIEWS_ARMS:
                 teacher = None if arm == "labels" else CPU_ENSEMBLE
