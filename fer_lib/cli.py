@@ -9,6 +9,7 @@
     fer predict MODEL TEST.CSV -o OUT.CSV  the homework's id,label submission (flip TTA)
     fer score SUBMISSION.CSV               its public and private accuracy, as on Kaggle
     fer package [RUN] -o hw8/              the graded folder (numpy predictor), measured
+    fer int8 TARGET -o DIR                 int8 inference with onnxruntime, scored and timed
 
 Errors print one line naming the file or argument at fault (`--debug` for a traceback).
 """
@@ -28,7 +29,7 @@ from . import paths
 from .data import ACCEPTED_FORMS, FER2013Error, FER2013RowError, load_fer2013
 
 PUBLIC_COMMANDS = ("summary", "train", "evaluate", "reproduce", "rescore", "data-summary",
-                   "predict", "score", "package")
+                   "predict", "score", "package", "int8")
 
 
 def cmd_summary(args) -> None:
@@ -62,66 +63,18 @@ def cmd_train(args) -> None:
                      out))
 
 
-def _model_to_evaluate(target: str, precision: str | None):
-    """(model, (val_fraction, split_seed), precisions, description) for a TARGET."""
-    from . import catalogue
-    from .data import SPLIT_SEED, VAL_FRACTION
-    from .quantize import PRECISIONS, load_model
-    from .store import load_result, result_at
-
-    path = Path(target)
-    if path.suffix == ".pt":
-        from .train import load_checkpoint, model_from_checkpoint
-
-        state = load_checkpoint(path)
-        split = (state["config"]["val_fraction"], state["config"]["split_seed"])
-        return (model_from_checkpoint(state), split, (precision,) if precision else PRECISIONS,
-                f"{path}: {state['family']} {state['hparams']}, epoch {state['epoch']}, "
-                f"best val epoch {state['best_epoch']}")
-    if path.suffix == ".npz" and path.is_file():
-        return (load_model(path), (VAL_FRACTION, SPLIT_SEED), ("fp32",),
-                f"{path}: exported model, weights as stored in the file")
-    if path.is_dir():
-        result = result_at(path)
-    elif target in catalogue.experiments():
-        result = load_result(target)
-    else:
-        raise FileNotFoundError(f"{target}: not a checkpoint (.pt), an exported model (.npz), "
-                                "a result folder or a catalogue run name")
-    exp = result.experiment
-    return (result.model() if result.has_weights() else result,
-            (exp.train.val_fraction, exp.train.split_seed),
-            (precision,) if precision else PRECISIONS,
-            f"{exp.name} ({result.path}), reported at {exp.precision}")
-
-
-def _evaluate_stored_outputs(result, sets: dict) -> None:
-    """A run without committed weights: score its stored outputs against the labels."""
-    from .evaluate import accuracy
-
-    outputs = result.logits()
-    accs = {name: accuracy(outputs[name], labels) for name, (_, labels) in sets.items()}
-    exp = result.experiment
-    print(f"{exp.name} ({result.path}): no weights committed; its stored "
-          f"{'logits' if exp.keep_logits else 'predictions'} scored against the labels "
-          f"(measured as: {result.metrics.get('scoring', 'unknown')})")
-    print(f"{'precision':14s} {'val':>7s} {'public':>7s} {'private':>7s}")
-    # The stored outputs are the float32 model's (flip TTA): its other precisions' scores
-    # are in metrics.json, and cannot be recomputed without the weights.
-    print(f"{'fp32':14s} {accs['val']:7.4f} {accs['public']:7.4f} {accs['private']:7.4f}")
-
-
 def cmd_evaluate(args) -> None:
     from .data import evaluation_sets, load_fer2013
     from .evaluate import score
     from .store import Result
+    from .targets import resolve_target, stored_output_lines
 
-    model, split, precisions, described = _model_to_evaluate(args.target, args.precision)
-    if "fp32" not in precisions:
-        precisions = ("fp32", *precisions)
+    target = resolve_target(args.target, args.precision)
+    model, split, described = target.model, target.split, target.description
+    precisions = tuple(dict.fromkeys(("fp32", *target.precisions)))
     data = load_fer2013(args.data)
     if isinstance(model, Result):
-        _evaluate_stored_outputs(model, evaluation_sets(data, *split))
+        print("\n".join(stored_output_lines(model, evaluation_sets(data, *split))))
         return
     scores = score(model, evaluation_sets(data, *split), precisions, device=args.device)
     print(described)
@@ -169,6 +122,19 @@ def cmd_package(args) -> None:
     from .homework import package
 
     print(package(args.run, args.out, args.precision, args.budget, args.force).breakdown())
+
+
+def cmd_int8(args) -> None:
+    from .int8 import describe, int8_report
+    from .store import Result
+    from .targets import resolve_target
+
+    target = resolve_target(args.target)
+    if isinstance(target.model, Result):
+        raise ValueError(f"{args.target}: its weights are not committed; int8 needs them")
+    print(describe(int8_report(Path(args.target).stem, target.model, load_fer2013(args.data),
+                               args.out, split=target.split, n=args.images, seed=args.seed,
+                               method=args.method, repeats=args.repeats)))
 
 
 def cmd_run(args) -> None:
@@ -426,6 +392,20 @@ def _add_homework_commands(sub) -> None:
                         "baseline's was 650,000)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser("int8", help="static int8 with onnxruntime: fp32.onnx, int8.onnx and "
+                                    "int8.json (accuracy and ms per image of both)")
+    p.add_argument("target", help=model_help)
+    p.add_argument("-o", "--out", required=True, help="the folder to write")
+    p.add_argument("--images", type=int, default=1000, help="calibration images, drawn from "
+                   "the Training rows a run trains on (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="which calibration images (default 0)")
+    p.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax",
+                   help="how activation ranges are read from them (default minmax)")
+    p.add_argument("--repeats", type=int, default=30, help="timed calls per batch size "
+                   "(default 30; batch 1 gets four times as many)")
+    p.add_argument("--data", help=DATA_HELP)
+    p.set_defaults(func=cmd_int8)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,9 @@ LOWER_THAN = {
     "quantize": {"train", "evaluate", "experiments", "store", "catalogue", "cli"},
     "store": {"experiments", "cli", "plots"},
     "experiments": {"cli", "plots"},
+    "experiment_spec": {"catalogue", "store", "experiments", "train", "cli"},
+    "int8": {"train", "experiments", "store", "catalogue", "cli"},
+    "targets": {"experiments", "cli", "plots"},
 }
 
 
