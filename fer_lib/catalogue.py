@@ -94,6 +94,13 @@ DESIGN_PICKS: dict[str, str] = {"200k": "early", "100k": "v1"}
 # plain iterate too (`TrainResult.plain_model`): averaging is a variant at no extra cost.
 LONG_RECIPE = dict(STUDENT_RECIPE, epochs=150, ema=0.999)
 LONG_CONTROL = "long-200k-base"
+# Quantisation-aware fine-tuning (`fer_lib.qat`): some epochs on the BN-folded network
+# with its weights rounded as the file stores them, from a stored run, gently (cosine from
+# a tenth of the students' rate); the "fp32" arm is the same without rounding, the control
+# that post-training rounding is measured after. At the 100k distillation study's size,
+# whose label-only students have three seeds.
+QAT_SIZE, QAT_ARMS, QAT_EPOCHS = "100k", ("fp32", "int4"), 10
+QAT_RECIPE = dict(epochs=QAT_EPOCHS, lr=0.01, warmup_epochs=0.5)
 # The tiny budget (32,768 B int8): the 200k pick sized to 27k (an untested transfer).
 TINY_TARGET = 27_000
 # Distillation on the student's views (#26 item 4), three seeds an arm, with the CPU
@@ -276,7 +283,33 @@ def build_catalogue() -> dict[str, Experiment]:
     exps += [_design(budget, design, seed) for seed in DESIGN_SEEDS
              for budget, (_, _, designs) in DESIGN_BUDGETS.items() for design in designs]
     exps += _after_design()
+    exps += _quantisation_aware({e.name: e for e in exps})
     return {e.name: e for e in exps}
+
+
+def qat_name(arm: str, seed: int | None = None, source: str = QAT_SIZE) -> str:
+    """``qat-100k-int4-s2``: a quantisation-aware fine-tune at `arm` ("fp32": the
+    control, folded and unrounded) from `source`'s stored run of `seed`."""
+    return f"qat-{source}-{arm}" + ("" if seed is None else f"-s{seed}")
+
+
+def _qat(name: str, source: Experiment, arm: str, precision: str) -> Experiment:
+    cfg = dataclasses.replace(source.train, qat=arm, ema=0.0, **QAT_RECIPE)
+    return Experiment(name, "qat", cfg, slim_from=source.name, precision=precision,
+                      keep_logits=True)
+
+
+def _quantisation_aware(built: dict[str, Experiment]) -> list[Experiment]:
+    """QAT against post-training rounding at equal epochs (#40 item 2): from each seed of
+    the label-only 100k students (50 epochs), `QAT_EPOCHS` more BN-folded epochs with the
+    weights rounded to int4 or not (then rounded after); and the submission's QAT."""
+    exps = [_qat(qat_name(arm, seed), built[views_name("labels", seed)], arm, "int4")
+            for seed in VIEWS_SEEDS for arm in QAT_ARMS]
+    submission = built[long_name("200k")] if "200k" in DESIGN_PICKS else None
+    if submission is not None:
+        exps += [_qat(qat_name(arm, source="200k"), submission, arm, arm if arm != "fp32"
+                      else "int4") for arm in ("int4", "int8")]
+    return exps
 
 
 def _cpu_teachers() -> list[Experiment]:

@@ -56,6 +56,10 @@ class TrainConfig:
     # weight averaging: an exponential moving average of the weights with this decay per
     # step (0 = off) is what is validated, selected and kept (`fer_lib.averaging`)
     ema: float = 0.0
+    # quantisation-aware fine-tuning (`fer_lib.qat`): the run starts from a stored network
+    # (`Experiment.slim_from`), folds its BatchNorm and trains with its weights rounded as
+    # the file at this precision stores them; "fp32": folded, unrounded (the control)
+    qat: str = ""
 
     def __post_init__(self):
         _validate(self)
@@ -77,7 +81,7 @@ def without_later_defaults(values: dict, later: dict) -> dict:
 
 
 # Options added after the first results were stored, with their defaults (see to_dict).
-LATER_FIELDS = {"ema": 0.0}
+LATER_FIELDS = {"ema": 0.0, "qat": ""}
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -89,7 +93,7 @@ def _validate(cfg: TrainConfig) -> None:
         "label_smoothing": 0 <= cfg.label_smoothing < 1, "erase": 0 <= cfg.erase <= 1,
         "kd_temperature": cfg.kd_temperature > 0, "kd_alpha": 0 <= cfg.kd_alpha <= 1,
         "bn_l1": cfg.bn_l1 >= 0, "subset": cfg.subset is None or cfg.subset >= 7,
-        "ema": 0 <= cfg.ema < 1,
+        "ema": 0 <= cfg.ema < 1, "qat": cfg.qat in ("", "fp32", "fp16", "int8", "int4"),
         "model_args": isinstance(cfg.model_args, dict),
     }
     bad = [key for key, ok in checks.items() if not ok]

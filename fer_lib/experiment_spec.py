@@ -34,6 +34,8 @@ class Experiment:
     view_shift: an ensemble that scores each member's stored weights on the face and its
         shifts by this many pixels (`evaluate.predict_shifted`); 0: their stored logits.
     precision: the export precision the result is reported at (bytes, summary row).
+        A run with ``train.qat`` (`fer_lib.qat`) starts from `slim_from`'s weights as they
+        are and fine-tunes them BN-folded, its weights rounded as stored at ``train.qat``.
     keep_logits: store float16 logits (True) or uint8 predictions (False).
     """
 
@@ -55,6 +57,9 @@ class Experiment:
         if self.teacher_views < 0 or (self.teacher_views and self.teacher is None):
             raise ValueError(f"{self.name}: teacher_views={self.teacher_views!r} needs a "
                              "teacher and a count of at least 0")
+        if self.train.qat and self.slim_from is None:
+            raise ValueError(f"{self.name}: quantisation-aware training (qat="
+                             f"{self.train.qat!r}) fine-tunes a stored run: name it in slim_from")
         if (self.choose_members or self.view_shift) and self.kind != "ensemble":
             raise ValueError(f"{self.name}: choose_members and view_shift apply to an "
                              f"ensemble, not to kind={self.kind!r}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import catalogue, paths
+from . import catalogue, paths, qat
 from .catalogue import (  # noqa: F401  (re-exported)
     CUT_FRACTIONS,
     ENSEMBLE,
@@ -276,6 +276,8 @@ def _start_model(exp: Experiment, results_dir: Path):
     source = find_result(catalogue.get(exp.slim_from), results_dir)
     if source is None:
         raise MissingResultError(f"{exp.name}: {exp.slim_from!r} must be trained first")
+    if exp.train.qat:  # quantisation-aware fine-tuning: the network as it is stored
+        return qat.prepare(source.model(), exp.train.qat)
     return slim(source.model(), exp.slim_fraction)
 
 
@@ -284,6 +286,9 @@ def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict
     start = _start_model(exp, results_dir)
     res = train(exp.train, data, device=device, out_dir=work, resume=True, teacher=teacher,
                 model=start, quiet=quiet)
+    if exp.train.qat:  # the latent weights, which export to the values it trained with
+        res.model = qat.strip(res.model)
+        res.plain_model = res.plain_model and qat.strip(res.plain_model)
     model = res.model
     keep = keeps_weights(exp, model, work)
     if keep:
@@ -299,7 +304,8 @@ def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict
                                   "build_seconds": header.get("build_seconds"),
                                   "built_on": header.get("built_on")}
     files = {"history": res.history, "metrics": metrics, "logits": logits,
-             "model": {"family": model.family, "hparams": model.hparams}}
+             "model": {"family": model.family, "hparams": model.hparams}
+             | ({"folded": True} if exp.train.qat else {})}
     if exp.group == "teacher":
         # Its logits on every Training image and its mirror, stored with the result, so
         # the ensemble can be rebuilt from results/ alone.

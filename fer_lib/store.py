@@ -42,6 +42,7 @@ from . import catalogue, paths
 from .data import EVAL_SETS, FER2013, data_summary
 from .experiment_spec import Experiment, config_hash
 from .models import build
+from .quantize import fold_batchnorm
 
 DATA_SUMMARY = "data_summary.json"  # in the results folder: see `write_data_summary`
 SUMMARY_COLUMNS = ("run", "group", "family", "params", "bytes", "precision", "val_acc",
@@ -84,15 +85,17 @@ class Result:
         """The network this run trained, freshly initialised (no weights needed).
 
         Built from the stored model description, so a slimmed run has its own channel
-        counts (its config's ``model_args`` describe the network it was cut from); runs
+        counts (its config's ``model_args`` describe the network it was cut from), and a
+        quantisation-aware run (``folded``) has its BatchNorm folded, as it trained; runs
         stored without one are built from their config.
         """
         meta = json.loads((self.path / "config.json").read_text()).get("model")
         if meta is None:
             cfg = self.experiment.train
             return build(cfg.family, **cfg.model_args)
-        return build(meta["family"], **{k: tuple(v) if isinstance(v, list) else v
-                                        for k, v in meta["hparams"].items()})
+        model = build(meta["family"], **{k: tuple(v) if isinstance(v, list) else v
+                                         for k, v in meta["hparams"].items()})
+        return fold_batchnorm(model).train() if meta.get("folded") else model
 
     def model(self) -> torch.nn.Module:
         """The stored model with its fp16 weights, unfolded (trainable), in eval mode."""

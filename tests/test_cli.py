@@ -166,8 +166,8 @@ def test_help_hides_the_internal_worker(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert ("{summary,train,evaluate,reproduce,rescore,data-summary,predict,score,package}"
-            in out)
+    assert ("{summary,train,evaluate,reproduce,rescore,data-summary,predict,score,package,"
+            "int8}" in out)
     listed = [line.split()[0] for line in out.split("positional arguments:")[1].splitlines()
               if line.startswith("    ") and line.split()]
     assert "evaluate" in listed and "run" not in listed

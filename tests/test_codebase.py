@@ -29,6 +29,7 @@ LOWER_THAN = {
     "experiment_spec": {"catalogue", "store", "experiments", "train", "cli"},
     "int8": {"train", "experiments", "store", "catalogue", "cli"},
     "targets": {"experiments", "cli", "plots"},
+    "qat": {"train", "experiments", "store", "catalogue", "evaluate", "cli"},
 }
 
 
