@@ -293,6 +293,14 @@ def qat_name(arm: str, seed: int | None = None, source: str = QAT_SIZE) -> str:
     return f"qat-{source}-{arm}" + ("" if seed is None else f"-s{seed}")
 
 
+QAT_ARM_LABELS = {"fp32": "rounded after training", "int4": "trained rounded (QAT)"}
+
+
+def qat_groups() -> dict[str, list[str]]:
+    """The QAT study's runs, {arm label: one run per seed} (`seeds.compare_values`)."""
+    return {QAT_ARM_LABELS[arm]: [qat_name(arm, s) for s in VIEWS_SEEDS] for arm in QAT_ARMS}
+
+
 def _qat(name: str, source: Experiment, arm: str, precision: str) -> Experiment:
     cfg = dataclasses.replace(source.train, qat=arm, ema=0.0, **QAT_RECIPE)
     return Experiment(name, "qat", cfg, slim_from=source.name, precision=precision,

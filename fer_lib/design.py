@@ -225,9 +225,3 @@ def long_against_first(results_dir: str | os.PathLike | None = None) -> pd.DataF
     return pd.DataFrame(rows, columns=list(LONG_COLUMNS))
 
 
-def long_gain_phrase(row) -> str:
-    """One row of `long_against_first` as the book quotes it: ``long-27k-early (150
-    epochs) scores +4.8 points private over student-27k-nokd (50 epochs)``."""
-    return (f"{row.run} ({row.epochs} epochs) scores "
-            f"{Effect(row.private, row.baseline_private).text} private over {row.baseline} "
-            f"({row.baseline_epochs} epochs)")

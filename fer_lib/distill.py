@@ -302,18 +302,6 @@ class ImitationStudy:
     def distilled(self) -> list[str]:
         return [g for g in self.comparison.groups if g != self.comparison.baseline]
 
-    def parts_text(self, arm: str) -> str:
-        """ "+1.3 points (adjusted p = 0.004) where the ensemble is right, −1.0 points
-        (adjusted p = 0.021) where it is wrong": `arm` minus labels only, in accuracy."""
-        from .formatting import NBSP, fmt
-
-        def one(part: str) -> str:
-            p = fmt(self.adjusted[(arm, part)], "p")
-            p = p if p.startswith("<") else f"={NBSP}{p}"
-            return (f"{self.comparison.effects[(arm, part)].text} (adjusted p{NBSP}{p}) "
-                    f"{IMITATION_PARTS[part]}")
-        return ", ".join(one(part) for part in IMITATION_PARTS)
-
 
 def imitation_study(results_dir=None) -> ImitationStudy | None:
     """`results/kd_imitation.json` (scripts/describe_imitation.py) compared over seeds,

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import paths
 from .data import FER2013, SPLIT_SEED, VAL_FRACTION, evaluation_sets, train_val_split
 from .deploy import export_onnx, machine_description, onnx_predict, onnx_session
 from .evaluate import SCORE_BATCH, accuracy, to_input
@@ -43,6 +44,7 @@ LATENCY_BATCHES = (1, 256)
 THREADS = 2
 METHODS = ("minmax", "percentile", "entropy")
 REPORT = "int8.json"
+STORED = "int8"  # results/int8/<run>/int8.json: the committed reports (`stored_report`)
 
 
 def calibration_images(data: FER2013, n: int = CALIBRATION_IMAGES,
@@ -262,3 +264,13 @@ def describe(report: dict) -> str:
                      f"{g} " + "/".join(f"{t:.3f}" for t in v.values())
                      for g, v in report["latency_ms_flip_average"].items()))
     return "\n".join(lines)
+
+
+def stored_report(run: str, results_dir: str | os.PathLike | None = None) -> dict:
+    """The committed `int8_report` of `run` (``results/int8/<run>/int8.json``, written by
+    ``fer int8 RUN -o results/int8/RUN``); FileNotFoundError naming the command if absent."""
+    path = Path(results_dir or paths.results_dir()) / STORED / run / REPORT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no int8 report; run `fer int8 {run} -o "
+                                f"{path.parent}` on a quiet machine")
+    return json.loads(path.read_text())

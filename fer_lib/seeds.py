@@ -77,17 +77,6 @@ class SeedComparison:
         return {g: (self.effects[(g, split)], float(p))
                 for g, p in zip(others, adjusted, strict=True)}
 
-    def holm_verdict(self, split: str = "val") -> str | None:
-        """`holm_tests` in words, one clause per group ("clean-image logits: not told apart
-        from labels only (+0.3 points, Welch p = 0.612 after Holm's correction)"), joined
-        by semicolons; None until every run is stored."""
-        tests = self.holm_tests(split)
-        if tests is None:
-            return None
-        return "; ".join(f"{group}: {verdict_words(effect, p)} {self.baseline} ({effect.text}, "
-                         f"Welch p{NBSP}={NBSP}{fmt(p, 'p')} after Holm's correction)"
-                         for group, (effect, p) in tests.items())
-
     def mean(self, group: str, split: str) -> float:
         """The unrounded mean over `group`'s stored seeds (NaN if none)."""
         values = self._values(group, split)
@@ -95,14 +84,6 @@ class SeedComparison:
 
     def _values(self, group: str, split: str) -> list[float]:
         return [self.accuracies[n][split] for n in self.stored[group]]
-
-
-def verdict_words(effect: Effect, p: float, level: float = 0.05) -> str:
-    """How a group compares with the baseline at `level`: "better than", "worse than" or
-    "not told apart from" (the words every verdict on a seed comparison uses)."""
-    if p < level:
-        return "better than" if effect.value > 0 else "worse than"
-    return "not told apart from"
 
 
 def compare_seeds(groups: dict[str, list[str]], baseline: str,
