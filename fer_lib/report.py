@@ -391,38 +391,6 @@ def probe_machine(results_dir: str | os.PathLike | None = None) -> str:
     return load_probes(results_dir).get("machine", "")
 
 
-def cpu_cost(missing: pd.DataFrame) -> str:
-    """What rows of `missing_runs()` cost on the CPU, as prose: "about 3 h 10 min of CPU
-    time", with the runs that have no recorded probe named as not estimated."""
-    from .plan import format_duration, total_estimate
-
-    if len(missing) == 0:
-        return "no CPU time"
-    known, unknown = total_estimate(60 * missing["cpu_minutes"])
-    text = f"about {format_duration(known)} of CPU time" if unknown < len(missing) else ""
-    if unknown:
-        text += (" plus " if text else "") + (
-            f"{unknown} run{'s' if unknown > 1 else ''} not yet estimated "
-            "(fer reproduce --plan --probe times them)")
-    return text
-
-
-# ----------------------------------------------------------------------------- prose helpers
-def missing_sentence(missing: pd.DataFrame, what: str) -> str:
-    """One sentence on rows of `missing_runs()`, for the case at hand: "No distillation
-    run of the catalogue is missing." or "Two distillation runs of the catalogue are
-    still missing: a and b. Estimated cost: about 2 h of CPU time." `what` qualifies
-    "run"; the cost is `cpu_cost`'s."""
-    names = list(missing["run"])
-    if not names:
-        return f"No {what} run of the catalogue is missing."
-    count = number_word(len(names))
-    verb = "is" if len(names) == 1 else "are"
-    return (f"{count.capitalize()} {what} run{'s' if len(names) > 1 else ''} of the "
-            f"catalogue {verb} still missing: {join_words(names)}. Estimated cost: "
-            f"{cpu_cost(missing)}.")
-
-
 # ----------------------------------------------------------------------------- the reports' HW3
 #: How many models each report's HW3 accuracy comes from (shared/reference/hw8_reports.md):
 #: report A's is the score of an ensemble of 5 CNNs, and it gives the parameters of one.

@@ -254,18 +254,6 @@ def test_reported_rows_equal_summary_csv():
     assert (reported.loc[summary.index, "precision"] == summary["precision"]).all()
 
 
-def test_cpu_cost_names_runs_without_a_probe():
-    from fer_lib.report import cpu_cost
-
-    rows = lambda minutes: pd.DataFrame({"run": [f"r{i}" for i in range(len(minutes))],  # noqa: E731
-                                         "cpu_minutes": minutes})
-    assert cpu_cost(rows([])) == "no CPU time"
-    assert cpu_cost(rows([30.0, 45.0])) == "about 1 h 15 min of CPU time"
-    text = cpu_cost(rows([30.0, float("nan"), float("nan")]))
-    assert text.startswith("about 30 min of CPU time plus 2 runs not yet estimated")
-    assert cpu_cost(rows([float("nan")])).startswith("1 run not yet estimated")
-
-
 def test_compare_seeds_tests_each_group_against_the_baseline_over_stored_seeds():
     """Means, spreads and Welch's test come from the stored rows; a missing seed is
     counted, not invented."""
