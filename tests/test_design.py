@@ -90,7 +90,7 @@ def test_runs_after_the_design_use_the_pick_and_fit_their_budgets(monkeypatch, t
     exps = catalogue.build_catalogue()
     long = {n: e for n, e in exps.items() if e.group == "long"}
     assert set(long) == {"long-200k-early", "long-100k-replica", "long-27k-early",
-                         catalogue.LONG_CONTROL}
+                         catalogue.LONG_CONTROL, catalogue.FILL_NAME}
     assert all(e.train.ema > 0 and e.teacher is None for e in long.values())
     # The control differs from the 200k long run in its layout only.
     control, picked = long[catalogue.LONG_CONTROL], long["long-200k-early"]
@@ -149,3 +149,19 @@ def test_long_runs_are_paired_with_the_first_label_only_student_of_their_budget(
                                                                            31_000)
     assert (row["baseline_val"], row["baseline_private"]) == (0.57, 0.58)
     assert row["epochs"] == catalogue.get(tiny).train.epochs
+
+
+def test_the_budget_filling_run_fits_the_strong_folder_at_int4_only():
+    """Twice the submission's parameters, and its graded folder fits 225,000 B at int4
+    (not at int8): the size QAT at int4 has to make worth it."""
+    from fer_lib.hw8_folder import folder_sizes
+    from fer_lib.quantize import STRONG_BUDGET
+
+    fill, submission = catalogue.get(catalogue.FILL_NAME), catalogue.get("long-200k-early")
+    model = build(fill.train.family, **fill.train.model_args)
+    sizes = {p: package.total for p, package in folder_sizes(model).items()}
+    assert sizes["int4"] <= STRONG_BUDGET < sizes["int8"]
+    assert count_params(model) > 1.8 * count_params(build(submission.train.family,
+                                                          **submission.train.model_args))
+    assert catalogue.get(catalogue.qat_name("int4", source=catalogue.FILL_SIZE)).slim_from \
+        == fill.name
