@@ -223,7 +223,7 @@ VIEWS_ARM_LABELS = {"labels": "labels only", "logits": "clean-image logits",
 
 
 def views_groups() -> dict[str, list[str]]:
-    """The distillation study's runs, {arm label: one run per seed} (`seeds.compare_seeds`)."""
+    """The distillation study's runs, {arm label: one run per seed} (`report.compare_seeds`)."""
     return {VIEWS_ARM_LABELS[arm]: [views_name(arm, s) for s in VIEWS_SEEDS] for arm in VIEWS_ARMS}
 
 

@@ -61,6 +61,8 @@ from .readers import (  # noqa: F401  (re-exported: the data layer's vocabulary)
 # with this seed (train_val_split); PublicTest and PrivateTest are only reported.
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0
+TRAINING_IMAGES = 28_709  # FER2013's Training split
+TRAINING_ROWS = TRAINING_IMAGES * (1 - VAL_FRACTION)  # what one epoch trains on
 # The evaluation sets every reported accuracy is measured on (see `evaluation_sets`).
 EVAL_SETS = ("val", "public", "private")
 @dataclass(frozen=True, eq=False)

@@ -9,15 +9,12 @@ statistics disagree (copies whose Training images were blurred or equalized in p
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from .errors import FER2013RowError, FER2013Warning
 from .readers import CLASS_NAMES, SPLITS
-
-if TYPE_CHECKING:  # annotations only: data imports this module
-    from .data import FER2013
 
 # Statistics check: the real splits' std agree within ~1%, tampered copies differ by
 # ~20%. Small samples also get a margin of 4 standard errors: with 100 images a
@@ -59,8 +56,11 @@ def _image_moments(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(means), np.concatenate(squares)
 
 
-def split_statistics(data: FER2013) -> dict[str, SplitStats]:
-    """Per split pixel mean and std (pooled over all pixels) with standard errors."""
+def split_statistics(data) -> dict[str, SplitStats]:
+    """Per split pixel mean and std (pooled over all pixels) with standard errors.
+
+    `data` is a loaded `fer_lib.data.FER2013` (its ``images`` and ``usage``; not
+    annotated, since data imports this module and the library has no import circle)."""
     stats = {}
     for split in SPLITS:
         images = data.images[data.usage == split]
@@ -80,7 +80,7 @@ def split_statistics(data: FER2013) -> dict[str, SplitStats]:
     return stats
 
 
-def check_classes(data: FER2013, form: str = "folder") -> None:
+def check_classes(data, form: str = "folder") -> None:
     """Refuse a copy of the release with no image of some class in some split (a class
     folder left out of the zip, say): it would load with none of that class and carve
     another validation split. The error names each missing folder ("folder" form:
@@ -109,7 +109,7 @@ def _disagree(a: SplitStats, b: SplitStats) -> bool:
     return abs(a.mean - b.mean) > mean_margin or abs(a.std - b.std) > std_margin
 
 
-def check_statistics(data: FER2013) -> None:
+def check_statistics(data) -> None:
     """Warn if the splits' pixel statistics disagree (blurred/equalized copies).
 
     Splits with fewer than 50 images are too noisy to judge and are left out.

@@ -104,7 +104,7 @@ DESIGN_COSTS = "design_costs.json"  # in results/, written by benchmarks/bench_d
 def load_design_costs(results_dir: str | os.PathLike | None = None) -> dict:
     """The benchmark's record: ``{"machine", "threads", "seconds_per_image": {run: s}}``
     keyed by the study's run names without seed (``design-200k-early``); {} if absent."""
-    from .plan import read_benchmark
+    from .records import read_benchmark
 
     return read_benchmark(DESIGN_COSTS, results_dir) or {}
 

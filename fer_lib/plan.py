@@ -25,11 +25,10 @@ import torch
 
 from . import catalogue, paths
 from .catalogue import Experiment
-from .data import FER2013, VAL_FRACTION
+from .data import FER2013, TRAINING_IMAGES, TRAINING_ROWS, VAL_FRACTION  # noqa: F401
+from .records import benchmark_record, read_benchmark, write_benchmark  # noqa: F401
 
 PROBES = "cpu_probes.json"  # in results/
-TRAINING_IMAGES = 28_709  # FER2013's Training split
-TRAINING_ROWS = TRAINING_IMAGES * (1 - VAL_FRACTION)  # what one epoch trains on
 PROBE_IMAGES = 2_560  # synthetic Training images per probe (nine batches + validation)
 
 
@@ -177,30 +176,6 @@ def plan(names: list[str], *, measure: bool = False, record: bool = False,
                      "seconds": estimate_seconds(exp, rates.get(key), epochs_done(exp))
                      + store_seconds(exp, stores, results_dir)})
     return rows
-
-
-def benchmark_record(values: dict) -> dict:
-    """`values` measured by a benchmark, with the machine and thread count they were
-    measured on (what every ``results/*_costs.json`` holds)."""
-    from .deploy import machine_description
-
-    return {"machine": machine_description(torch.get_num_threads()),
-            "threads": torch.get_num_threads(), **values}
-
-
-def write_benchmark(filename: str, record: dict,
-                    results_dir: str | os.PathLike | None = None) -> Path:
-    """Write a `benchmark_record` as ``results/<filename>`` (sorted JSON); returns its path."""
-    path = Path(results_dir or paths.results_dir()) / filename
-    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    return path
-
-
-def read_benchmark(filename: str, results_dir: str | os.PathLike | None = None
-                   ) -> dict | None:
-    """The record `write_benchmark` wrote as ``results/<filename>``, or None if absent."""
-    path = Path(results_dir or paths.results_dir()) / filename
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def format_duration(seconds: float) -> str:

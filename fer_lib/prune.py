@@ -16,6 +16,7 @@ from torch import nn
 
 from fer_lib import models
 from fer_lib.models import InvertedResidual  # the unit slimming cuts inside
+from fer_lib.optim import make_scheduler
 
 
 def bn_l1_penalty(model: nn.Module) -> torch.Tensor:
@@ -36,8 +37,6 @@ def l1_pull(cfg, training_images: int) -> float:
     above a gate's size (about 1 after training without the penalty) lets the penalty
     take an unneeded channel to zero; the loss's own gradient holds the others.
     """
-    from .train import make_scheduler  # train imports this module: import when called
-
     if cfg.optimizer != "sgd":
         raise ValueError(f"l1_pull models SGD with momentum, not {cfg.optimizer!r}")
     steps = math.ceil(training_images / cfg.batch_size)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import catalogue, paths
-from .distill import describe_teacher, describe_teaching  # noqa: F401  (re-exported)
+from .distill_study import describe_teacher, describe_teaching  # noqa: F401  (re-exported)
 from .formatting import (  # noqa: F401  (re-exported: the chapters' one import)
     NBSP,
     Effect,
@@ -36,7 +36,7 @@ from .formatting import (  # noqa: F401  (re-exported: the chapters' one import)
     printed_sign,
 )
 from .quantize import PRECISIONS, STRONG_BUDGET
-from .seeds import SeedComparison, compare_seeds  # noqa: F401  (re-exported)
+from .seeds import SeedComparison, compare_values  # noqa: F401  (re-exported)
 from .stats import holm  # noqa: F401  (re-exported)
 from .store import accuracy_by_precision, find_result, stored_results
 
@@ -406,3 +406,13 @@ def report_hw3_params(report: str) -> dict:
     return {"members": members, "each": each, "total": members * each}
 
 
+def compare_seeds(groups: dict[str, list[str]], baseline: str,
+                  splits: tuple[str, ...] = ("val", "public", "private"),
+                  results_dir: str | os.PathLike | None = None) -> SeedComparison:
+    """Compare recipes over seeds: `groups` maps a label to its runs (one per seed), each
+    at its reported precision; every other group is tested against `baseline` with
+    Welch's test. Missing runs are left out and counted (`SeedComparison.complete`)."""
+    rows = reported_table(results_dir).set_index("run")
+    accuracies = {n: {s: float(rows.loc[n, f"{s}_acc"]) for s in splits}
+                  for names in groups.values() for n in names if n in rows.index}
+    return compare_values(groups, baseline, accuracies, splits)

@@ -8,7 +8,6 @@ quotes each difference as an `Effect` (the difference of the printed means).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,24 +85,10 @@ class SeedComparison:
         return [self.accuracies[n][split] for n in self.stored[group]]
 
 
-def compare_seeds(groups: dict[str, list[str]], baseline: str,
-                  splits: tuple[str, ...] = ("val", "public", "private"),
-                  results_dir: str | os.PathLike | None = None) -> SeedComparison:
-    """Compare recipes over seeds: `groups` maps a label to its runs (one per seed), each
-    at its reported precision; every other group is tested against `baseline` with
-    Welch's test. Missing runs are left out and counted (`SeedComparison.complete`)."""
-    from .report import reported_table  # report re-exports this module
-
-    rows = reported_table(results_dir).set_index("run")
-    accuracies = {n: {s: float(rows.loc[n, f"{s}_acc"]) for s in splits}
-                  for names in groups.values() for n in names if n in rows.index}
-    return compare_values(groups, baseline, accuracies, splits)
-
-
 def compare_values(groups: dict[str, list[str]], baseline: str,
                    values: dict[str, dict[str, float]], keys: tuple[str, ...]
                    ) -> SeedComparison:
-    """`compare_seeds` on any per-run numbers: ``values[run][key]`` (a run absent from
+    """`report.compare_seeds` on any per-run numbers: ``values[run][key]`` (a run absent from
     `values` is missing), one Welch test per other group and key. The comparison's
     ``splits`` are the `keys` (``accuracies`` holds the values)."""
     from .stats import welch

@@ -412,7 +412,8 @@ def teaching_costs(teachers: int, views: int, epochs: int, record: dict | None =
     is cheaper), and the record's ``machine``.
     """
     from . import paths
-    from .plan import TRAINING_IMAGES, TRAINING_ROWS, read_benchmark
+    from .data import TRAINING_IMAGES, TRAINING_ROWS
+    from .records import read_benchmark
 
     if record is None:
         record = read_benchmark(COSTS, results_dir)

@@ -6,7 +6,7 @@ For every stored run of the distillation study (`fer_lib.catalogue.views_groups`
 for the long schedule's run of the same design on labels only (`long_name`), scores
 the student on the Training images it learned from (clean, with the mirror averaged as in
 every stored score) and reads its stored validation logits; compares each with the
-teacher's logits on the same images (`fer_lib.distill.imitation`) and writes
+teacher's logits on the same images (`fer_lib.distill_study.imitation`) and writes
 ``results/kd_imitation.json``. Needs FER2013 (the labels and the training pixels); the
 book reads the file, so a reader without the data sees the same numbers. With ``--only``,
 just those runs are scored again; the others keep their entries in the existing file.
@@ -21,7 +21,7 @@ import numpy as np
 
 from fer_lib import catalogue, paths
 from fer_lib.data import load_fer2013, train_val_split
-from fer_lib.distill import IMITATION_DESCRIPTION, imitation
+from fer_lib.distill_study import IMITATION_DESCRIPTION, imitation
 from fer_lib.evaluate import predict_logits
 from fer_lib.store import MissingResultError, find_result, load_result
 

@@ -198,7 +198,7 @@ def test_a_teacher_is_described_by_its_families_and_the_members_it_kept():
     from collections import Counter
 
     from fer_lib import catalogue
-    from fer_lib.distill import describe_teacher
+    from fer_lib.distill_study import describe_teacher
     from fer_lib.experiments import ensemble_members
     from fer_lib.models import FAMILIES
     from fer_lib.store import MissingResultError
@@ -226,7 +226,7 @@ def test_a_teacher_is_described_by_its_families_and_the_members_it_kept():
 
 def test_how_a_run_learned_is_said_from_its_teacher_and_its_views():
     from fer_lib.catalogue import views_name
-    from fer_lib.distill import describe_teacher, describe_teaching
+    from fer_lib.distill_study import describe_teacher, describe_teaching
 
     assert describe_teaching(views_name("labels", 0)) == "trained on the labels only"
     teacher = describe_teacher("teacher-cpu-ensemble")
@@ -241,7 +241,7 @@ def _random_logits(n: int, seed: int) -> np.ndarray:
 
 
 def test_imitation_splits_accuracy_into_the_teachers_right_and_wrong_images():
-    from fer_lib.distill import imitation
+    from fer_lib.distill_study import imitation
 
     s, t = _random_logits(500, 0), _random_logits(500, 1)
     y = np.random.default_rng(2).integers(0, 7, 500)
@@ -259,7 +259,7 @@ def test_imitation_splits_accuracy_into_the_teachers_right_and_wrong_images():
 
 
 def test_a_student_equal_to_its_teacher_copies_every_mistake():
-    from fer_lib.distill import imitation
+    from fer_lib.distill_study import imitation
 
     t = _random_logits(300, 3)
     y = np.random.default_rng(4).integers(0, 7, 300)
@@ -276,7 +276,7 @@ def test_a_student_equal_to_its_teacher_copies_every_mistake():
     (lambda s, t, y: (s, t, t.argmax(1)), "right on all"),
 ])
 def test_imitation_refuses_what_it_cannot_split(change, message):
-    from fer_lib.distill import imitation
+    from fer_lib.distill_study import imitation
 
     s, t = _random_logits(50, 5), _random_logits(50, 6)
     y = np.random.default_rng(7).integers(0, 7, 50)
@@ -290,7 +290,7 @@ def test_imitation_study_compares_each_part_over_seeds_and_waits_for_every_run(t
     import json
 
     from fer_lib.catalogue import VIEWS_ARM_LABELS, views_groups
-    from fer_lib.distill import IMITATION_DESCRIPTION, IMITATION_PARTS, imitation_study
+    from fer_lib.distill_study import IMITATION_DESCRIPTION, IMITATION_PARTS, imitation_study
     from fer_lib.stats import holm, welch
 
     groups = views_groups()
@@ -339,7 +339,7 @@ def test_the_quoted_teacher_is_the_newest_stored_ensemble_then_validation_decide
     import json
 
     from fer_lib import catalogue
-    from fer_lib.distill import quoted_teacher
+    from fer_lib.distill_study import quoted_teacher
 
     def store(name: str, val_acc: float) -> None:
         exp = catalogue.get(name)

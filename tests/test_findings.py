@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from fer_lib.int8 import stored_report
-from fer_lib.report import precision_table
+from fer_lib.report import precision_table, reported_table
 
 STUDENTS = ("student-27k-kd", "student-100k-kd", "student-200k-kd")
 
@@ -91,14 +91,14 @@ def seed_spread(runs):
 @pytest.fixture(scope="module")
 def views_study():
     from fer_lib.catalogue import VIEWS_ARM_LABELS, views_groups
-    from fer_lib.seeds import compare_seeds
+    from fer_lib.report import compare_seeds
 
     return compare_seeds(views_groups(), baseline=VIEWS_ARM_LABELS["labels"])
 
 
 @pytest.fixture(scope="module")
 def imitated():
-    from fer_lib.distill import imitation_study
+    from fer_lib.distill_study import imitation_study
 
     study = imitation_study()
     assert study is not None, "results/kd_imitation.json does not cover the study"
@@ -158,7 +158,7 @@ def test_distillation_the_pick_is_not_told_apart_from_the_own_recipe():
     # distillation.md: "the pick's mean differs from the own recipe's by ... well within
     # what seeds spread. There is no gain to report"
     from fer_lib.catalogue import KD_EXTRA_SEEDS, KD_PICK, kd_grid_runs, kd_recipe
-    from fer_lib.seeds import compare_seeds
+    from fer_lib.report import compare_seeds
 
     seeds = (0, *KD_EXTRA_SEEDS)
     groups = {label: [kd_grid_runs(s)[cell] for s in seeds]
@@ -274,7 +274,7 @@ def test_distillation_shifted_views_make_the_best_teacher(runs):
     # "the best teacher in the book (... against ... for the four-teacher
     # teacher-cpu-ensemble)"
     from fer_lib.catalogue import CPU_ENSEMBLE, CPU_FINAL_ENSEMBLE, CPU_SHIFTED_ENSEMBLE, get
-    from fer_lib.distill import quoted_teacher
+    from fer_lib.distill_study import quoted_teacher
     from fer_lib.store import load_result
 
     assert get(CPU_SHIFTED_ENSEMBLE).members == get(CPU_FINAL_ENSEMBLE).members
@@ -770,3 +770,12 @@ def test_quantization_qat_at_the_submissions_size_beats_rounding_after():
     from fer_lib.store import load_result
 
     assert load_result(qat_name("int4", source="200k")).metrics["bytes"]["int4"] < 225_000 / 1.8
+
+
+# ----------------------------------------------------------------------------- intro.md
+def test_intro_runs_without_weights_are_the_hw3_cnn_teachers_and_sweeps():
+    # intro.md: "... stored runs keep only their scores: the HW3 CNN, the teachers and the
+    # two size sweeps"
+    table = reported_table()
+    groups = set(table.loc[~table["weights"], "group"])
+    assert groups <= {"hw3", "teacher", "ensemble", "sweep-mobilenet", "sweep-cnn"}

@@ -170,3 +170,28 @@ def test_no_plumbing_or_template_prose_on_the_page(notebook):
             problems += [f"template: {p!r}" for p in TEMPLATE_PHRASES if p in text]
     assert not problems, "\n".join(problems)
 
+
+
+# ----------------------------------------------------------------------------- written prose
+# Glue carries numbers, names and short phrases; a sentence is written in the markdown.
+MAX_GLUED_WORDS = 12
+# What is stored or still to run belongs to the appendix that says how to reproduce it.
+BUILD_STATUS = ("still missing", "listed as missing", "not run yet", "are stored",
+                "not stored yet", "not yet stored")
+APPENDIX = "reproducing"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_glued_values_are_short_phrases_not_sentences(notebook):
+    long = {name: text for name, text in glued(notebook).items()
+            if len(text.strip("'\"").split()) > MAX_GLUED_WORDS}
+    assert not long, f"{notebook.name} glues sentences (write them in the markdown): {long}"
+
+
+@pytest.mark.parametrize("notebook", [n for n in NOTEBOOKS if n.stem != APPENDIX],
+                         ids=lambda p: p.stem)
+def test_teaching_chapters_say_nothing_of_build_status(notebook):
+    text = " ".join(cell.source for cell in nbformat.read(notebook, as_version=4).cells
+                    if cell.cell_type == "markdown").lower()
+    found = [phrase for phrase in BUILD_STATUS if phrase in text]
+    assert not found, f"{notebook.name}: {found} (the {APPENDIX} appendix says that)"
