@@ -29,7 +29,7 @@ LAYERS = {
                "int8", "records", "experiment_spec"},
     "training": {"train", "softlabels", "catalogue", "store", "targets"},
     "experiments": {"experiments", "cluster", "rescoring", "plan"},
-    "analysis": {"distill_study", "report", "design", "plots", "diagrams", "homework",
+    "analysis": {"distill_study", "report", "timings", "design", "plots", "diagrams", "homework",
                  "coursework", "__init__"},
     "interface": {"cli"},
 }

@@ -779,3 +779,38 @@ def test_intro_runs_without_weights_are_the_hw3_cnn_teachers_and_sweeps():
     table = reported_table()
     groups = set(table.loc[~table["weights"], "group"])
     assert groups <= {"hw3", "teacher", "ensemble", "sweep-mobilenet", "sweep-cnn"}
+
+
+def test_results_runs_without_weights_are_gpu_runs_cpu_sweeps_and_ensembles():
+    # results.md: "Those (bf16) are part of the ... runs that keep only their scores; the
+    # others are ... sweep runs trained on this project's CPU ... and ... ensembles"
+    from fer_lib.store import bf16_scoring_effect
+
+    table = reported_table()
+    gpu = set(bf16_scoring_effect()["affected"])
+    others = table.loc[~table["weights"] & ~table["run"].isin(gpu), "group"]
+    assert gpu <= set(table.loc[~table["weights"], "run"])
+    assert set(others) <= {"sweep-cnn", "sweep-mobilenet", "ensemble"}
+
+
+# ----------------------------------------------------------------------------- latency
+def test_q1_time_ratios_stay_below_the_flop_ratio_most_in_eager_pytorch():
+    # q1_architecture.md: "The time ratio stays below the FLOP ratio, most of all in eager
+    # PyTorch."
+    from fer_lib import submission
+    from fer_lib.timings import HW3, stored_latency
+
+    timed, chosen = stored_latency(), submission(225_000)
+    hw3 = reported_table().set_index("run").loc[HW3]
+    ratios = {rt: timed.loc[HW3, f"{rt} median ms"] / timed.loc[chosen.run, f"{rt} median ms"]
+              for rt in ("torch", "ort")}
+    assert ratios["torch"] < ratios["ort"] < hw3["flops"] / chosen.flops
+
+
+def test_latency_spread_is_below_each_median():
+    # q1 and student_design quote medians with their IQR, measured on a quiet machine.
+    from fer_lib.timings import stored_latency
+
+    timed = stored_latency()
+    for runtime in ("torch", "ort"):
+        assert (timed[f"{runtime} IQR ms"] < timed[f"{runtime} median ms"]).all()
