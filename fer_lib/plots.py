@@ -157,32 +157,42 @@ def run_category(row) -> str:
             "hw3_cnn": "HW3 CNN"}.get(row["family"], "VGG teacher / ensemble")
 
 
+def frontier_points(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `table` that move the frontier up: each is more accurate (private)
+    than every row with as many bytes or fewer; sorted by bytes."""
+    ordered = table.sort_values(["bytes", "private_acc"], ascending=[True, False])
+    best_before = ordered["private_acc"].cummax().shift(fill_value=-np.inf)
+    return ordered[ordered["private_acc"] > best_before]
+
+
 def plot_frontier(table: pd.DataFrame, highlight: dict | None = None,
                   reports: dict | None = None):
     """Private accuracy (%) against model-file bytes for every run at every precision.
 
-    table: `fer_lib.report.precision_table()`, each run's precisions joined by a thin line;
-    the black step line is the frontier, the best accuracy at or below each byte count.
-    highlight: ``{label: Submission}``, ringed and labelled. reports: `report.REPORTS`,
-    stars where their bytes are known, else dotted lines. Budget lines at `BYTE_BUDGETS`."""
+    table: `fer_lib.report.precision_table()`. Every point is drawn small and grey (the
+    whole cloud: hundreds of points, readable in print only as a cloud); the points on
+    the frontier (`frontier_points`) in their category's colour and marker, joined by the
+    black step line. highlight: ``{label: Submission}``, ringed and labelled. reports:
+    ``{key: {"label", "bytes", "private_acc"}}``, a star where the bytes are known, else a
+    dotted line. Budget lines at `BYTE_BUDGETS`."""
     fig, ax = new_axes("model file size (bytes, log scale)", "private accuracy (%)",
-                       logx=True, figsize=(FULL_WIDTH_IN, 5.4))
+                       logx=True, figsize=(FULL_WIDTH_IN, 5.0))
     table = table.assign(category=table.apply(run_category, axis=1))
-    for category, style in CATEGORY_STYLES.items():
-        rows = table[table["category"] == category]
-        for _, run in rows.sort_values("bytes").groupby("run"):
-            ax.plot(run["bytes"], 100 * run["private_acc"], color=style["color"], lw=0.6,
-                    alpha=0.5)
-        ax.scatter(rows["bytes"], 100 * rows["private_acc"], s=18, zorder=3, label=category,
-                   **style)
-    best = table.sort_values("bytes")
-    ax.step(best["bytes"], 100 * best["private_acc"].cummax(), where="post", color="black",
+    ax.scatter(table["bytes"], 100 * table["private_acc"], s=6, color="0.75", zorder=2,
+               label="any run at any precision", linewidths=0)
+    front = frontier_points(table)
+    ax.step(front["bytes"], 100 * front["private_acc"], where="post", color="black",
             lw=1.2, zorder=2.5, label="frontier: best at or below the bytes")
+    for category, style in CATEGORY_STYLES.items():
+        rows = front[front["category"] == category]
+        if len(rows):
+            ax.scatter(rows["bytes"], 100 * rows["private_acc"], s=30, zorder=3,
+                       label=f"on the frontier: {category}", edgecolors="black",
+                       linewidths=0.4, **style)
     for i, (label, sub) in enumerate((highlight or {}).items()):
         ax.scatter([sub.bytes], [100 * sub.private_acc], s=140, facecolors="none",
                    edgecolors="black", linewidths=1.4, zorder=5)
-        # Labels stacked in the empty lower right (past the budget lines and the cut
-        # runs' collapse), lines to their points.
+        # Labels stacked in the empty lower right, lines to their points.
         ax.annotate(label, (sub.bytes, 100 * sub.private_acc), textcoords="axes fraction",
                     xytext=(0.98, 0.36 - 0.08 * i), ha="right", va="center", fontsize=8,
                     bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.9),
@@ -193,10 +203,10 @@ def plot_frontier(table: pd.DataFrame, highlight: dict | None = None,
                        color="#555555", zorder=5, label=report["label"])
         else:
             ax.axhline(100 * report["private_acc"], color="#555555", ls=":", lw=1,
-                       label=f"{report['label']} (bytes not stated)")
+                       label=report["label"])
     budget_lines(ax)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3,
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
                fontsize=7)
     return fig
 
@@ -310,7 +320,9 @@ def plot_gamma_distribution(models: dict[str, dict[int, np.ndarray]]):
 
 def plot_slimming(curves: dict[str, pd.DataFrame], reference: float | None = None,
                   floor: float | None = None):
-    """Validation accuracy against parameters (left) and int8 bytes (right), per recipe.
+    """Validation accuracy against the int8 file's bytes, per recipe, with the parameters
+    on the top axis (at int8 a file's bytes grow in step with its parameters, so one
+    panel shows both).
 
     Each DataFrame of `curves` has columns ``fraction`` (share of hidden channels cut,
     0..1), ``params``, ``int8 bytes`` and ``val_acc`` (a fraction), one row per cut,
@@ -323,34 +335,39 @@ def plot_slimming(curves: dict[str, pd.DataFrame], reference: float | None = Non
     bottom = 100 * floor if floor is not None else -np.inf  # in percent, like the y axis
     acc = pd.concat([100 * t["val_acc"] for t in curves.values()])
     rows = 1 + bool((acc < bottom).any())
-    fig, axes = plt.subplots(rows, 2, figsize=(FULL_WIDTH_IN, 2.5 + rows), sharex="col",
-                             sharey="row", squeeze=False, layout="constrained",
-                             height_ratios=[2.2, 1][:rows])
-    for col, (column, label) in enumerate((("params", "parameters (thousands)"),
-                                           ("int8 bytes", "int8 file (thousands of bytes)"))):
-        for j, (name, table) in enumerate(curves.items()):
-            for ax in axes[:, col]:
-                ax.plot(table[column] / 1e3, 100 * table["val_acc"], marker="os^"[j % 3],
-                        ls=("-", "--", ":")[j % 3], color=f"C{j}", label=name)
-        _label_cuts(axes[:, col], pd.concat([t.assign(x=t[column] / 1e3, y=100 * t["val_acc"])
-                                             for t in curves.values()]), bottom)
-        if reference is not None:
-            axes[0, col].axhline(100 * reference, color="black", lw=0.8, ls="--")
-            axes[0, col].axhspan(100 * reference - 1, 100 * reference, color="0.5", alpha=0.2)
-        axes[-1, col].set_xlabel(label)
+    fig, axes = plt.subplots(rows, 1, figsize=(FULL_WIDTH_IN * 0.8, 2.7 + rows), sharex="col",
+                             squeeze=False, layout="constrained", height_ratios=[2.2, 1][:rows])
+    axes = axes[:, 0]
+    for j, (name, table) in enumerate(curves.items()):
+        for ax in axes:
+            ax.plot(table["int8 bytes"] / 1e3, 100 * table["val_acc"], marker="os^"[j % 3],
+                    ls=("-", "--", ":")[j % 3], color=f"C{j}", label=name)
+    _label_cuts(axes, pd.concat([t.assign(x=t["int8 bytes"] / 1e3, y=100 * t["val_acc"])
+                                 for t in curves.values()]), bottom)
+    if reference is not None:
+        axes[0].axhline(100 * reference, color="black", lw=0.8, ls="--")
+        axes[0].axhspan(100 * reference - 1, 100 * reference, color="0.5", alpha=0.2)
+    axes[-1].set_xlabel("int8 file (thousands of bytes)")
+    # Parameters on top: the straight line through every (bytes, parameters) point.
+    both = pd.concat(curves.values())
+    slope, offset = np.polyfit(both["int8 bytes"], both["params"], 1)
+    top = axes[0].secondary_xaxis("top", functions=(lambda b: slope * b + offset / 1e3,
+                                                    lambda p: (p - offset / 1e3) / slope))
+    top.set_xlabel("parameters (thousands)")
     band = [] if reference is None else [100 * reference - 1, 100 * reference]
     for row, part in enumerate(([*acc[acc >= bottom], *band], acc[acc < bottom])[:rows]):
         low, high = min(part), max(part)
         pad = max(high - low, 2.0)
-        axes[row, 0].set_ylim(low - 0.15 * pad, high + 0.3 * pad)  # room for the labels
-    for upper, lower in axes.T if rows == 2 else ():  # the break: slanted marks, no spine
+        axes[row].set_ylim(low - 0.15 * pad, high + 0.3 * pad)  # room for the labels
+    if rows == 2:  # the break: slanted marks, no spine
+        upper, lower = axes
         upper.spines.bottom.set_visible(False), lower.spines.top.set_visible(False)
         upper.tick_params(bottom=False)
         for ax, y in ((upper, 0), (lower, 1)):
             ax.plot([0, 1], [y, y], transform=ax.transAxes, marker=[(-1, -0.5), (1, 0.5)],
                     markersize=8, ls="none", color="black", clip_on=False)
     fig.supylabel("validation accuracy (%)", fontsize="medium")
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center",
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
                ncols=2, fontsize=8)
     return fig
 
