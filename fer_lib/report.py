@@ -160,6 +160,13 @@ class Submission:
         model = self.result().model()
         return model if self.precision == "fp32" else quantized_copy(model, self.precision)
 
+    def plain_weights(self) -> dict[str, float] | None:
+        """``{"val", "public", "private"}`` accuracies of the same run's plain weights at
+        `precision`, for a run that submits its weight average (`TrainConfig.ema`);
+        None for a run without one."""
+        plain = self.result().metrics.get("without_average")
+        return plain["acc_by_precision"][self.precision] if plain else None
+
     def to_dict(self) -> dict:
         return asdict(self)
 
