@@ -297,7 +297,7 @@ def qat_name(arm: str, seed: int | None = None, source: str = QAT_SIZE) -> str:
     return f"qat-{source}-{arm}" + ("" if seed is None else f"-s{seed}")
 
 
-QAT_ARM_LABELS = {"fp32": "rounded after training", "int4": "trained rounded (QAT)"}
+QAT_ARM_LABELS = {"fp32": "fine-tune, round after", "int4": "QAT fine-tune"}
 
 
 def qat_groups() -> dict[str, list[str]]:
