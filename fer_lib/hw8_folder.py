@@ -182,7 +182,13 @@ class Package:
             spare = self.budget - self.size
             lines.append(f"  budget {self.budget:,} B: " + (f"fits, {spare:,} B to spare"
                          if spare >= 0 else f"OVER by {-spare:,} B"))
+        lines.append(f"  time: {FLIP_COST}")
         return "\n".join(lines)
+
+
+# What the predictor's test-time flips cost (hw8_predict.logits): said in the report.
+FLIP_COST = ("the predictor averages each face with its mirror image, two forward passes "
+             "per face (the book's accuracies are scored the same way)")
 
 
 def measure_folder(folder: Path, run: str = "", precision: str = "",

@@ -826,3 +826,13 @@ def test_q1_submission_beats_hw3_on_each_half_but_its_plain_weights_fall_below()
     assert strong.public_acc > hw3["public_acc"] and strong.private_acc > hw3["private_acc"]
     plain = strong.plain_weights()
     assert plain["public"] + plain["private"] < hw3["public_acc"] + hw3["private_acc"]
+
+
+def test_results_the_mirror_image_helps_the_submission_on_both_halves():
+    # results.md: "Scored once per face, without the mirror, the same network scores ...
+    # against ... with it" (the flip is paid for because it helps)
+    from fer_lib import submission
+
+    metrics = submission(225_000).result().metrics
+    for half in ("public", "private"):
+        assert metrics[f"{half}_acc_notta"] < metrics["acc_by_precision"]["fp32"][half]

@@ -357,7 +357,8 @@ def test_numpy_logits_match_fer_lib(packaged):
 def test_package_cli_prints_the_breakdown(tmp_path, capsys):
     cli.main(["package", "student-27k-kd", "-o", str(tmp_path / "hw8")])
     out = capsys.readouterr().out
-    for needle in ("model.npz", "predict.py", "weights ", "code ", "total ", "budget 225,000 B"):
+    for needle in ("model.npz", "predict.py", "weights ", "code ", "total ", "budget 225,000 B",
+                   "two forward passes per face"):
         assert needle in out
     total = int(re.search(r"total ([\d,]+) B", out)[1].replace(",", ""))
     assert total == apparent_size(tmp_path / "hw8")

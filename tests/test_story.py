@@ -177,7 +177,8 @@ def test_no_plumbing_or_template_prose_on_the_page(notebook):
 MAX_GLUED_WORDS = 12
 # What is stored or still to run belongs to the appendix that says how to reproduce it.
 BUILD_STATUS = ("still missing", "listed as missing", "not run yet", "are stored",
-                "not stored yet", "not yet stored")
+                "not stored yet", "not yet stored", "not done yet", "not yet run",
+                "still running", "has not finished")
 APPENDIX = "reproducing"
 
 
