@@ -25,7 +25,7 @@ LAYERS = {
                    "fastkernels", "hw8_predict", "peer_models"},
     "data": {"readers", "datacheck", "datacache", "data"},
     "models": {"models", "config", "checkpoint", "quantize", "qat", "augment", "optim",
-               "fastpath", "distill", "prune", "evaluate", "deploy", "hw8_folder",
+               "fastpath", "distill", "prune", "sparsity", "evaluate", "deploy", "hw8_folder",
                "int8", "records", "experiment_spec"},
     "training": {"train", "softlabels", "catalogue", "store", "targets"},
     "experiments": {"experiments", "cluster", "rescoring", "plan"},
