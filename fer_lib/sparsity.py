@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .quantize import QMAX, Quantized, dequantize, quantize_tensor
+from .quantize import QMAX, Quantized, dequantize, fold_batchnorm, quantize_tensor
 
 SKIP = 255  # a run-length byte meaning "255 zeros, no weight yet"
 
@@ -168,3 +168,26 @@ def dense_bytes(tensor: torch.Tensor, scheme: str) -> int:
     """Bytes of the same tensor stored dense at `scheme` (values and scales)."""
     count, channels = tensor.numel(), tensor.shape[0]
     return (count if scheme == "int8" else (count + 1) // 2) + 2 * channels
+
+
+def state_bytes(model: nn.Module, precision: str, share: float = 0.0,
+                scope: str = "global") -> int:
+    """Bytes of `model`'s weights stored at `precision` ("int8" or "int4") after zeroing
+    the fraction `share` of its smallest prunable weights: BatchNorm folded first (the
+    file stores folded weights, so their magnitudes are ranked), pruned tensors stored
+    sparse (`encode`), every other tensor dense as `quantize.export_npz` stores it
+    (biases float16). Values, scales and masks only: the file's container (its zip
+    headers and metadata, a few hundred bytes) is left out, the same for every share."""
+    folded = fold_batchnorm(model)
+    masks = magnitude_masks(folded, share, scope) if share > 0 else {}
+    total = 0
+    for name, tensor in folded.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        if name in masks:
+            total += encode(tensor, masks[name], precision).nbytes
+        elif tensor.ndim >= 2:
+            total += dense_bytes(tensor, precision)
+        else:
+            total += 2 * tensor.numel()  # float16, as scheme_for keeps 1-D tensors
+    return total

@@ -836,3 +836,17 @@ def test_results_the_mirror_image_helps_the_submission_on_both_halves():
     metrics = submission(225_000).result().metrics
     for half in ("public", "private"):
         assert metrics[f"{half}_acc_notta"] < metrics["acc_by_precision"]["fp32"][half]
+
+
+# ----------------------------------------------------------------------------- pruning: masks
+def test_pruning_half_the_weights_saves_less_than_half_and_less_at_int4():
+    # pruning.md: "zeroing half of ...'s weights saves ... of its int8 bytes, not half ...
+    # the same half saves only ..." (at int4)
+    from fer_lib import submission
+    from fer_lib.sparsity import state_bytes
+
+    net = submission(225_000).result().model()
+    saved = {p: 1 - state_bytes(net, p, 0.5) / state_bytes(net, p) for p in ("int8", "int4")}
+    assert 0 < saved["int4"] < saved["int8"] < 0.5
+    # "zeroing a quarter of the weights saves nothing at all" (int4; "none" in the table)
+    assert 1 - state_bytes(net, "int4", 0.25) / state_bytes(net, "int4") <= 0.0005

@@ -106,3 +106,24 @@ def test_encode_refuses_float_schemes_and_mismatched_masks():
         sparsity.encode(weight, weight > 0, "fp16")
     with pytest.raises(ValueError, match="does not match"):
         sparsity.encode(weight, torch.ones(2, 2, dtype=torch.bool), "int8")
+
+
+def test_state_bytes_without_pruning_is_the_dense_exports_payload(model, tmp_path):
+    """Unpruned, the count equals the dense npz's arrays (values, scales, biases)."""
+    import zipfile
+
+    from fer_lib.quantize import export_npz
+
+    for precision in ("int8", "int4"):
+        path = tmp_path / f"{precision}.npz"
+        export_npz(model, path, precision)
+        with zipfile.ZipFile(path) as z:
+            payload = sum(i.file_size - 128 for i in z.infolist()  # .npy header: 128 B
+                          if i.filename != "__meta__.npy")
+        assert sparsity.state_bytes(model, precision) == payload
+
+
+def test_state_bytes_shrink_with_pruning_but_less_than_the_share_pruned(model):
+    dense = sparsity.state_bytes(model, "int8")
+    half = sparsity.state_bytes(model, "int8", 0.5)
+    assert half < dense and dense - half < 0.5 * dense
