@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def welch(a, b) -> dict:
@@ -39,6 +38,8 @@ def welch(a, b) -> dict:
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     t = diff / se
+    from scipy import stats  # here, not at the top: scipy.stats takes a second to import
+
     half = stats.t.ppf(0.975, df) * se
     out.update(t=float(t), df=float(df), p=float(2 * stats.t.sf(abs(t), df)),
                low=diff - half, high=diff + half)
@@ -58,6 +59,8 @@ def mcnemar(correct_a, correct_b) -> dict:
                          f"and {b.shape}")
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     discordant = only_a + only_b
+    from scipy import stats  # here, not at the top: scipy.stats takes a second to import
+
     p = 1.0 if discordant == 0 else float(
         stats.binomtest(only_a, discordant, 0.5, alternative="two-sided").pvalue)
     return {"n": int(a.size), "both": int(np.sum(a & b)), "only_a": only_a, "only_b": only_b,
