@@ -90,7 +90,8 @@ def test_runs_after_the_design_use_the_pick_and_fit_their_budgets(monkeypatch, t
     exps = catalogue.build_catalogue()
     long = {n: e for n, e in exps.items() if e.group == "long"}
     assert set(long) == {"long-200k-early", "long-100k-replica", "long-27k-early",
-                         catalogue.LONG_CONTROL, catalogue.FILL_NAME}
+                         catalogue.LONG_CONTROL, catalogue.FILL_NAME,
+                         catalogue.TINY_FILL_NAME}
     assert all(e.train.ema > 0 and e.teacher is None for e in long.values())
     # The control differs from the 200k long run in its layout only.
     control, picked = long[catalogue.LONG_CONTROL], long["long-200k-early"]
@@ -165,3 +166,18 @@ def test_the_budget_filling_run_fits_the_strong_folder_at_int4_only():
                                                           **submission.train.model_args))
     assert catalogue.get(catalogue.qat_name("int4", source=catalogue.FILL_SIZE)).slim_from \
         == fill.name
+
+
+def test_the_tiny_filling_run_fits_32_kib_at_int4_only(tmp_path):
+    """At int4 the tiny budget holds the 200k pick at about 48k parameters, nearly twice
+    the 27k int8 run; the same network at int8 would not fit."""
+    from fer_lib.quantize import TINY_BUDGET, export_npz
+
+    tiny, fill = catalogue.get("long-27k-early"), catalogue.get(catalogue.TINY_FILL_NAME)
+    model = build(fill.train.family, **fill.train.model_args)
+    assert export_npz(model, tmp_path / "int4.npz", "int4") <= TINY_BUDGET
+    assert export_npz(model, tmp_path / "int8.npz", "int8") > TINY_BUDGET
+    assert count_params(model) > 1.7 * count_params(build(tiny.train.family,
+                                                         **tiny.train.model_args))
+    qat = catalogue.get(catalogue.qat_name("int4", source=catalogue.TINY_FILL_SIZE))
+    assert qat.slim_from == fill.name and qat.precision == "int4"
