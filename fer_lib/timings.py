@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 
 import pandas as pd
-from torch import nn
 
 from . import catalogue
 from .deploy import latency_table
@@ -41,18 +40,15 @@ def timed_runs() -> list[str]:
     return list(dict.fromkeys([HW3, *submissions, *designs]))
 
 
-def architecture(run: str) -> nn.Module:
-    """Stored run `run`'s network, freshly initialised (a slimmed run has its own widths)."""
-    return load_result(run).architecture()
-
-
 def measure(runs: list[str] | None = None, *, threads: int = 1,
             repeats: int = REPEATS) -> pd.DataFrame:
     """`deploy.latency_table` of `runs` (default `timed_runs`), one row per run (the
     ``model`` column holds the run's name): ms per face at batch 1, median and IQR, in
     eager PyTorch and onnxruntime, BN folded, float32."""
     names = runs or timed_runs()
-    return latency_table({name: architecture(name) for name in names},
+    # Result.architecture: the stored run's network, freshly initialised (weights do not
+    # change the arithmetic; a slimmed run has its own widths).
+    return latency_table({name: load_result(name).architecture() for name in names},
                          threads=threads, repeats=repeats)
 
 
