@@ -60,9 +60,15 @@ test-all: test
 
 # Only what the data set changes (marker `data`, set in tests/conftest.py and
 # book/conftest.py): the tests that skip without FER2013, and nbval over the notebooks,
-# which must match with the data as without it. CI's second world (.ci/run).
+# which must match with the data as without it. CI's second world (.ci/run). Both on one
+# worker per core, in two runs: the tests spread case by case (`--dist load`: the longest
+# check, every stored model rescored on the whole data set, is one case per run; by file
+# it sat on one worker and took longer than in one process), then the notebooks file by
+# file (a notebook's cells share one kernel and run in order).
+DATA_TESTS = data and not browser
 test-data: venv
-	$(VENV)/bin/pytest -q --nbval -m "data and not browser"
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n auto --dist load -q -m "$(DATA_TESTS)" tests
+	$(PARALLEL) -q --nbval -m "$(DATA_TESTS)" book
 
 # Re-execute the chapters into their committed .ipynb (after changing a chapter or
 # results/): without the data set, faces stripped; see scripts/execute_notebooks.py.

@@ -156,22 +156,28 @@ def test_recorded_model_files_are_the_ones_exported_from_the_stored_weights(fold
         assert file_sha256(path) == result.metrics["sha256"][precision], precision
 
 
+@pytest.fixture(scope="module")
+def fer2013(fer_zip_path):
+    """The real data set, loaded once per test process (each xdist worker loads its own)."""
+    return load_fer2013(fer_zip_path)
+
+
+# One case per run, so that `make test-data` spreads them over its workers (the whole
+# rescoring is CI's longest check: every model at every precision on about 10,800 faces).
 @pytest.mark.slow
-def test_every_stored_model_reproduces_its_accuracies_to_the_image(fer_zip_path):
+@pytest.mark.parametrize("folder", WEIGHTED, ids=lambda p: p.name)
+def test_every_stored_model_reproduces_its_accuracies_to_the_image(folder, fer2013):
     """With the real data: each committed model, rebuilt from its stored weights as `fer
     evaluate` rebuilds it, scores exactly the stored accuracy at every precision (the same
-    count of images right, not "within noise"). One data load for every run."""
+    count of images right, not "within noise")."""
     from fer_lib.evaluate import score
 
-    data = load_fer2013(fer_zip_path)
-    wrong = []
-    for folder in WEIGHTED:
-        result = _result(folder)
-        cfg = result.experiment.train
-        stored = result.metrics["acc_by_precision"]
-        sets = evaluation_sets(data, cfg.val_fraction, cfg.split_seed)
-        again = score(result.model(), sets, tuple(stored)).accuracy
-        wrong += [f"{folder.name} {precision} {split}: {again[precision][split]:.6f}, stored "
-                  f"{acc:.6f}" for precision, accs in stored.items()
-                  for split, acc in accs.items() if again[precision][split] != acc]
+    result = _result(folder)
+    cfg = result.experiment.train
+    stored = result.metrics["acc_by_precision"]
+    sets = evaluation_sets(fer2013, cfg.val_fraction, cfg.split_seed)
+    again = score(result.model(), sets, tuple(stored)).accuracy
+    wrong = [f"{precision} {split}: {again[precision][split]:.6f}, stored {acc:.6f}"
+             for precision, accs in stored.items()
+             for split, acc in accs.items() if again[precision][split] != acc]
     assert not wrong, "\n".join(wrong)
