@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+from . import prune_runs
 from .config import TrainConfig
 from .experiment_spec import LATER_EXPERIMENT_FIELDS, Experiment, config_hash  # noqa: F401
 from .models import width_for_params
@@ -107,11 +108,17 @@ FILL_SIZE, FILL_TARGET = "384k", 384_000
 FILL_NAME = f"long-{FILL_SIZE}-{DESIGN_PICKS['200k']}"
 # The tiny budget (32,768 B int8): the 200k pick sized to 27k (an untested transfer).
 TINY_TARGET = 27_000
-# Fill the tiny budget at int4 instead (#40's 32,768 B target): the largest size of the
-# 200k pick whose int4 model file fits 32,768 B, about 48k parameters (a test checks it),
-# on the long schedule, then QAT at int4.
+# Or filled at int4 (#40's 32,768 B target): the largest 200k pick whose int4 file fits,
+# about 48k parameters (a test checks it), on the long schedule, then QAT at int4.
 TINY_FILL_SIZE, TINY_FILL_TARGET = "48k", 48_000
 TINY_FILL_NAME = f"long-{TINY_FILL_SIZE}-{DESIGN_PICKS['200k']}"
+# Pruning on the submission's design (#40 item 5), from 3 seeds of the 200k pick's design
+# run (20 epochs, labels only): `prune_runs`' arms, half the weights or hidden channels
+# removed, 10-epoch fine-tunes. The penalty pulls a gate as far in 20 epochs as
+# `SLIM_BN_L1` did in the students' 50 (`prune.l1_pull` is proportional to it).
+PRUNE_STUDY_SEEDS, PRUNE_STUDY_SHARE = (0, 1, 2), 0.5
+PRUNE_STUDY_FINETUNE = dict(epochs=10, lr=0.01)
+PRUNE_STUDY_BN_L1 = SLIM_BN_L1 * STUDENT_RECIPE["epochs"] / DESIGN_RECIPE["epochs"]
 # Distillation on the student's views (#26 item 4), three seeds an arm, with the CPU
 # teachers: labels only, their logits on clean images, their probabilities on K stored
 # views per image (`teacher_views`). 100k: about 15 minutes a 50-epoch run (200k: 25).
@@ -279,9 +286,8 @@ def build_catalogue() -> dict[str, Experiment]:
              for t, a in (kd_recipe(), KD_PICK) for seed in KD_EXTRA_SEEDS]
     student = next(e for e in exps if e.name == "student-200k-kd")
     exps += _slimming(student)
-    # Cheap recipe tries on the committed students (select on validation only): a longer,
-    # gentler cosine fine-tune from the stored 200k weights, and distillation without label
-    # smoothing (the KD targets are soft already: smoothing softens twice).
+    # Cheap recipe tries (chosen on validation): a gentler 20-epoch fine-tune of the 200k
+    # student, and distillation without label smoothing (KD targets are soft already).
     exps.append(Experiment(f"{student.name}-ft", "recipe",
                            dataclasses.replace(student.train, **FINETUNE_RECIPE),
                            teacher=ENSEMBLE, slim_from=student.name, slim_fraction=0.0,
@@ -293,6 +299,7 @@ def build_catalogue() -> dict[str, Experiment]:
              for budget, (_, _, designs) in DESIGN_BUDGETS.items() for design in designs]
     exps += _after_design()
     exps += _quantisation_aware({e.name: e for e in exps})
+    exps += _pruning_study({e.name: e for e in exps})
     return {e.name: e for e in exps}
 
 
@@ -337,6 +344,20 @@ def _quantisation_aware(built: dict[str, Experiment]) -> list[Experiment]:
     return exps
 
 
+def _pruning_study(built: dict[str, Experiment]) -> list[Experiment]:
+    """`prune_runs.pruning_arms` from each seed of the 200k pick's design-study run."""
+    exps = []
+    for seed in PRUNE_STUDY_SEEDS:
+        dense = built.get(design_name("200k", DESIGN_PICKS["200k"], seed))
+        if dense is None:  # the third seed: a new run, in the pruning study's group
+            dense = dataclasses.replace(_design("200k", DESIGN_PICKS["200k"], seed),
+                                        group=prune_runs.GROUP)
+            exps.append(dense)
+        exps += prune_runs.pruning_arms(dense, "200k", PRUNE_STUDY_SHARE, PRUNE_STUDY_BN_L1,
+                                        PRUNE_STUDY_FINETUNE)
+    return exps
+
+
 def _cpu_teachers() -> list[Experiment]:
     """The kept CPU teachers (family and seed from the name: ``teacher-cpu-vgg-s0``, on
     `CPU_TEACHER_RECIPE`; the long one on its own epochs) and their ensembles."""
@@ -358,18 +379,10 @@ def _cpu_teachers() -> list[Experiment]:
 
 
 def _slimming(student: Experiment) -> list[Experiment]:
-    """Network slimming of the 200k `student`: sparsify its BatchNorm gammas, then cut and
-    fine-tune; and the contrasts, cut without any fine-tuning: the stored student (no L1
-    penalty) and the sparsity-trained one (step 1 without step 3)."""
+    """Network slimming of the 200k `student` and its cut-only contrasts
+    (`prune_runs.slimming_runs`), its penalised twin trained at `SLIM_BN_L1`."""
     sparse = _student("200k", group="ablation-prune", suffix="-sparse", bn_l1=SLIM_BN_L1)
-    slimmed = [dataclasses.replace(sparse, name=f"student-200k-kd-slim{round(f * 100)}",
-                                   slim_from=sparse.name, slim_fraction=f,
-                                   train=dataclasses.replace(sparse.train, **SLIM_FINETUNE))
-               for f in CUT_FRACTIONS]
-    cuts = [Experiment(f"{source.name}-cut{round(f * 100)}", "ablation-cut", source.train,
-                       kind="cut", slim_from=source.name, slim_fraction=f, precision="int8")
-            for source in (student, sparse) for f in CUT_FRACTIONS]
-    return [sparse, *slimmed, *cuts]
+    return prune_runs.slimming_runs(student, sparse, CUT_FRACTIONS, SLIM_FINETUNE)
 
 
 def kd_suffix(temperature: float, alpha: float) -> str:

@@ -60,6 +60,10 @@ class TrainConfig:
     # (`Experiment.slim_from`), folds its BatchNorm and trains with its weights rounded as
     # the file at this precision stores them; "fp32": folded, unrounded (the control)
     qat: str = ""
+    # unstructured magnitude pruning (`fer_lib.sparsity`): the run starts from a stored
+    # network (`Experiment.slim_from`), zeroes this share of its smallest weights, ranked
+    # as the file stores them (BatchNorm folded), and keeps them zero while it fine-tunes
+    prune_sparsity: float = 0.0
 
     def __post_init__(self):
         _validate(self)
@@ -81,7 +85,7 @@ def without_later_defaults(values: dict, later: dict) -> dict:
 
 
 # Options added after the first results were stored, with their defaults (see to_dict).
-LATER_FIELDS = {"ema": 0.0, "qat": ""}
+LATER_FIELDS = {"ema": 0.0, "qat": "", "prune_sparsity": 0.0}
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -94,6 +98,7 @@ def _validate(cfg: TrainConfig) -> None:
         "kd_temperature": cfg.kd_temperature > 0, "kd_alpha": 0 <= cfg.kd_alpha <= 1,
         "bn_l1": cfg.bn_l1 >= 0, "subset": cfg.subset is None or cfg.subset >= 7,
         "ema": 0 <= cfg.ema < 1, "qat": cfg.qat in ("", "fp32", "fp16", "int8", "int4"),
+        "prune_sparsity": 0 <= cfg.prune_sparsity < 1,
         "model_args": isinstance(cfg.model_args, dict),
     }
     bad = [key for key, ok in checks.items() if not ok]

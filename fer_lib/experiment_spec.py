@@ -26,7 +26,11 @@ class Experiment:
     slim_from / slim_fraction: start from that experiment's weights with this share of
         its expanded channels removed by network slimming (0.0: the weights as they are),
         then fine-tune ("train") or not ("cut"; `train` then only fixes the validation
-        split it is scored on).
+        split it is scored on). With ``train.prune_sparsity`` the run starts from
+        `slim_from`'s weights uncut and prunes single weights instead (`fer_lib.sparsity`).
+    from_scratch: train the architecture slimming makes of `slim_from` (its channel
+        counts) from a fresh initialisation, not from its weights: the control of Liu et
+        al. (2019), whether the pruned network's weights or only its shape carry over.
     teacher_views: 0 (default) distils from the teacher's logits on the clean Training
         images; K > 0 from its probabilities on K stored augmented views of each image,
         the views the student trains on (`fer_lib.softlabels`; the teacher, or every
@@ -52,6 +56,7 @@ class Experiment:
     teacher_views: int = 0
     choose_members: bool = False
     view_shift: int = 0
+    from_scratch: bool = False
 
     def __post_init__(self):
         if self.teacher_views < 0 or (self.teacher_views and self.teacher is None):
@@ -60,6 +65,9 @@ class Experiment:
         if self.train.qat and self.slim_from is None:
             raise ValueError(f"{self.name}: quantisation-aware training (qat="
                              f"{self.train.qat!r}) fine-tunes a stored run: name it in slim_from")
+        if (self.train.prune_sparsity or self.from_scratch) and self.slim_from is None:
+            raise ValueError(f"{self.name}: pruning single weights and training a slimmed "
+                             "shape from scratch start from a stored run: name it in slim_from")
         if (self.choose_members or self.view_shift) and self.kind != "ensemble":
             raise ValueError(f"{self.name}: choose_members and view_shift apply to an "
                              f"ensemble, not to kind={self.kind!r}")
@@ -87,7 +95,8 @@ class Experiment:
 
 
 # Experiment fields added after results were stored, with their defaults (see to_dict).
-LATER_EXPERIMENT_FIELDS = {"teacher_views": 0, "choose_members": False, "view_shift": 0}
+LATER_EXPERIMENT_FIELDS = {"teacher_views": 0, "choose_members": False, "view_shift": 0,
+                           "from_scratch": False}
 
 
 def config_hash(config: dict) -> str:

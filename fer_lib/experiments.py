@@ -41,8 +41,9 @@ from .evaluate import (
     shift_offsets,
     to_input,
 )
-from .models import count_flops, count_params
+from .models import build, count_flops, count_params
 from .softlabels import StoredViewTeacher, load_or_build
+from .sparsity import pruned_summary
 from .store import (  # noqa: F401  (re-exported)
     DATA_SUMMARY,
     SUMMARY_COLUMNS,
@@ -278,7 +279,14 @@ def _start_model(exp: Experiment, results_dir: Path):
         raise MissingResultError(f"{exp.name}: {exp.slim_from!r} must be trained first")
     if exp.train.qat:  # quantisation-aware fine-tuning: the network as it is stored
         return qat.prepare(source.model(), exp.train.qat)
-    return slim(source.model(), exp.slim_fraction)
+    if exp.train.prune_sparsity:  # uncut: the trainer zeroes its smallest weights
+        return source.model()
+    cut = slim(source.model(), exp.slim_fraction)
+    if exp.from_scratch:  # only the shape carries over, initialised as a fresh run is
+        with torch.random.fork_rng():
+            torch.manual_seed(exp.train.seed)
+            return build(cut.family, **cut.hparams)
+    return cut
 
 
 def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict:
@@ -294,6 +302,8 @@ def _run_training(exp, data, results_dir, runs_dir, work, device, quiet) -> dict
     if keep:
         as_stored(model)
     metrics, logits = measure(model, data, exp.train, work, device)
+    if exp.train.prune_sparsity:  # its file could leave the zeros out: what that saves
+        metrics["pruned"] = pruned_summary(model, exp.train.prune_sparsity)
     metrics.update({k: res.metrics[k] for k in ("best_epoch", "epochs", "device",
                                                 "train_seconds")})
     if res.plain_model is not None:
@@ -335,6 +345,8 @@ def _run_cut(exp: Experiment, data: FER2013, results_dir: Path, work: Path, devi
     """Slim a stored model and score it as it is, at every precision: no training."""
     model = as_stored(_start_model(exp, results_dir))
     metrics, logits = measure(model, data, exp.train, work, device)
+    if exp.train.prune_sparsity:  # its file could leave the zeros out: what that saves
+        metrics["pruned"] = pruned_summary(model, exp.train.prune_sparsity)
     metrics.update({"epochs": 0, "device": str(device), "train_seconds": 0.0})
     return {"history": [], "metrics": metrics, "logits": logits, "weights": fp16_weights(model),
             "model": {"family": model.family, "hparams": model.hparams}}

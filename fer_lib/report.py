@@ -304,8 +304,8 @@ def family_comparison(runs: pd.DataFrame, value: str = "private_acc") -> pd.Data
 
 def write_paired_tests(data, results_dir: str | os.PathLike | None = None) -> Path:
     """McNemar's test, on the public and private test images, for every stored pair of
-    sweep runs (MobileNet, CNN) with the same size and seed (``kind`` "sweep") and of
-    students with and without distillation (``kind`` "kd"): ``results/paired_tests.csv``.
+    `paired_runs` (sweep runs of the two families, students with and without
+    distillation, long runs with and without): ``results/paired_tests.csv``.
 
     Needs the data set (the labels); the book reads the stored counts without it.
     """
@@ -314,15 +314,8 @@ def write_paired_tests(data, results_dir: str | os.PathLike | None = None) -> Pa
     from .store import load_result
 
     sets = evaluation_sets(data)
-    stored = set(reported_table(results_dir)["run"])
-    pairs = [(run, run.replace(SWEEP_GROUPS["mobilenet_v1"], SWEEP_GROUPS["cnn"], 1), "sweep")
-             for run in sorted(stored) if run.startswith(SWEEP_GROUPS["mobilenet_v1"])]
-    pairs += [(run, run.replace("-kd", "-nokd"), "kd") for run in sorted(stored)
-              if run.startswith("student-") and run.endswith("-kd")]
     rows = []
-    for run, other, kind in pairs:
-        if other not in stored:
-            continue
+    for run, other, kind in paired_runs(set(reported_table(results_dir)["run"])):
         outputs = [load_result(name, results_dir).logits() for name in (run, other)]
         for split in ("public", "private"):
             labels = sets[split][1]
@@ -334,6 +327,20 @@ def write_paired_tests(data, results_dir: str | os.PathLike | None = None) -> Pa
     path = (Path(results_dir) if results_dir else _results_dir()) / PAIRED_TESTS
     pd.DataFrame(rows).to_csv(path, index=False, float_format="%.6g")
     return path
+
+
+def paired_runs(stored: set[str]) -> list[tuple[str, str, str]]:
+    """(run, its twin, kind) of every pair of `stored` runs that `write_paired_tests`
+    compares: "sweep", a MobileNet sweep run and the plain CNN of the same size and seed;
+    "kd", a distilled 50-epoch student and its label-only twin; "long-kd", a distilled
+    long run and the same design on labels only (``long-200k-early-kd``, ``-early``)."""
+    pairs = [(run, run.replace(SWEEP_GROUPS["mobilenet_v1"], SWEEP_GROUPS["cnn"], 1), "sweep")
+             for run in sorted(stored) if run.startswith(SWEEP_GROUPS["mobilenet_v1"])]
+    pairs += [(run, run.replace("-kd", "-nokd"), "kd") for run in sorted(stored)
+              if run.startswith("student-") and run.endswith("-kd")]
+    pairs += [(run, run.removesuffix("-kd"), "long-kd") for run in sorted(stored)
+              if run.startswith("long-") and run.endswith("-kd")]
+    return [pair for pair in pairs if pair[1] in stored]
 
 
 def _seed_of(run: str) -> int:

@@ -64,6 +64,18 @@ def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global"
     return {n: w > threshold(w) for n, w in weights.items()}
 
 
+def stored_magnitude_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
+    """`magnitude_masks` ranked on the weights as the file stores them, keyed by `model`'s
+    own parameter names: BatchNorm folded into each convolution first.
+
+    A convolution followed by BatchNorm can be scaled freely (the BatchNorm undoes it), so
+    its raw weights say little about how much each one matters; the folded weights are
+    the map the network computes. Folding scales each output channel by one factor, so a
+    weight zeroed in the training network is zero in the folded one too, and stays zero
+    while `apply_masks` is called after every step. Global ranking (one threshold)."""
+    return magnitude_masks(fold_batchnorm(model), sparsity, "global")
+
+
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     """Zero the pruned weights of `model` in place (after every optimiser step while
@@ -191,3 +203,16 @@ def state_bytes(model: nn.Module, precision: str, share: float = 0.0,
         else:
             total += 2 * tensor.numel()  # float16, as scheme_for keeps 1-D tensors
     return total
+
+
+def pruned_summary(model: nn.Module, sparsity: float) -> dict:
+    """What a run pruned to `sparsity` stores: the share of its prunable weights that are
+    zero once BatchNorm is folded (at least `sparsity`), and its weights' bytes at int8
+    and int4 dense and with the zeros left out (`state_bytes`: values, scales, masks)."""
+    folded = prunable(fold_batchnorm(model))
+    zeros = sum(int((w == 0).sum()) for w in folded.values())
+    total = sum(w.numel() for w in folded.values())
+    return {"zeroed": zeros / total,
+            "weight_bytes": {p: {"dense": state_bytes(model, p), "sparse": state_bytes(
+                model, p, sparsity)} for p in ("int8", "int4")}}
+

@@ -52,6 +52,7 @@ from .evaluate import accuracy, predict_logits, to_input
 from .models import build, count_params
 from .optim import make_optimizer, make_scheduler  # noqa: F401  (re-exported)
 from .prune import bn_l1_penalty
+from .sparsity import apply_masks, stored_magnitude_masks
 
 
 # ----------------------------------------------------------------------------- data on device
@@ -129,6 +130,7 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     rows = prepare_data(data, cfg, device)
+    masks = _pruned_at_start(model, cfg)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, math.ceil(len(rows.train_y) / cfg.batch_size))
     if teacher is not None and hasattr(teacher, "to"):
@@ -148,7 +150,7 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
             t0 = time.perf_counter()
             bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
             loss = train_one_epoch(model, rows, cfg, opt, sched, gen, teacher, memory_format,
-                                   average, on_batch=bar.update)
+                                   average, on_batch=bar.update, masks=masks)
             val_acc = _val_accuracy(judged, rows, cfg, device)
             best = _better(best, val_acc, epoch + 1, judged)
             row = {"epoch": epoch + 1, "loss": loss, "val_acc": val_acc,
@@ -164,6 +166,18 @@ def train(cfg: TrainConfig, data: FER2013, *, device: str | torch.device | None 
                                                           opt, sched, gen, device, history,
                                                           average, best_plain))
     return _result(model, cfg, history, best, device, best_plain)
+
+
+def _pruned_at_start(model: nn.Module, cfg: TrainConfig) -> dict | None:
+    """The masks of a run with ``cfg.prune_sparsity`` (None without), its pruned weights
+    zeroed in `model`. Taken from the starting model, not from a checkpoint, so that a
+    resumed run rebuilds the very same masks; the trainer zeroes those weights again after
+    every step, so they stay zero."""
+    if not cfg.prune_sparsity:
+        return None
+    masks = stored_magnitude_masks(model, cfg.prune_sparsity)
+    apply_masks(model, masks)
+    return masks
 
 
 def _batch_bar(cfg: TrainConfig, rows: int, start_epoch: int, quiet: bool) -> tqdm:
@@ -235,10 +249,11 @@ def _steps_per_epoch(rows: int, batch_size: int) -> int:
 
 def train_one_epoch(model, splits: TrainingData, cfg: TrainConfig, opt, sched, gen,
                     teacher, memory_format, average: WeightAverage | None = None,
-                    on_batch=None) -> float:
+                    on_batch=None, masks: dict | None = None) -> float:
     """One pass over the shuffled training tensor; returns the mean loss. `average`, if
     given, is updated after every optimizer step; `on_batch()`, if given, is called after
-    every batch (the progress bar)."""
+    every batch (the progress bar); `masks` (`fer_lib.sparsity`), if given, zero the
+    pruned weights again after every step (momentum and weight decay would move them)."""
     model.train()
     device = splits.train_x.device
     order = torch.randperm(len(splits.train_y), generator=gen).to(device)
@@ -270,6 +285,8 @@ def train_one_epoch(model, splits: TrainingData, cfg: TrainConfig, opt, sched, g
         loss.backward()
         opt.step()
         sched.step()
+        if masks is not None:
+            apply_masks(model, masks)
         if average is not None:
             average.update(model)
         total += loss.detach() * len(idx)

@@ -27,7 +27,7 @@ LAYERS = {
     "models": {"models", "config", "checkpoint", "quantize", "qat", "augment", "optim",
                "fastpath", "distill", "prune", "sparsity", "evaluate", "deploy", "hw8_folder",
                "int8", "records", "experiment_spec"},
-    "training": {"train", "softlabels", "catalogue", "store", "targets"},
+    "training": {"train", "softlabels", "prune_runs", "catalogue", "store", "targets"},
     "experiments": {"experiments", "cluster", "rescoring", "plan"},
     "analysis": {"distill_study", "report", "timings", "design", "plots", "diagrams", "homework",
                  "coursework", "__init__"},

@@ -119,16 +119,16 @@ def test_students_fit_the_homework_budgets():
 def test_paired_tests_cover_every_stored_pair():
     """results/paired_tests.csv has a McNemar row per test split for every stored pair
     (each MobileNet sweep run with the plain CNN of the same size and seed, each
-    distilled student with its label-only twin), and names no run that is not stored:
+    distilled student or long run with its label-only twin), and names no run that is not
+    stored:
     `fer reproduce` rewrites it after new runs, so a stale file fails here."""
-    from fer_lib.report import SWEEP_GROUPS, paired_tests, reported_table
+    from fer_lib.report import paired_runs, paired_tests, reported_table
 
     stored = set(reported_table(RESULTS)["run"])
-    want = {(run, run.replace(SWEEP_GROUPS["mobilenet_v1"], SWEEP_GROUPS["cnn"], 1))
-            for run in stored if run.startswith(SWEEP_GROUPS["mobilenet_v1"])}
-    want |= {(run, run.replace("-kd", "-nokd")) for run in stored
-             if run.startswith("student-") and run.endswith("-kd")}
-    want = {pair for pair in want if pair[1] in stored}
+    want = {(run, other) for run, other, _ in paired_runs(stored)}
+    assert ("sweep-mobilenet-1k-s0", "sweep-cnn-1k-s0") in want
+    assert ("student-200k-kd", "student-200k-nokd") in want
+    assert ("long-100k-v1-kd", "long-100k-v1") in want
     table = paired_tests(RESULTS)
     have = {}
     for row in table.itertuples():
