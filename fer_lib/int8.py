@@ -45,6 +45,9 @@ THREADS = 2
 METHODS = ("minmax", "percentile", "entropy")
 REPORT = "int8.json"
 STORED = "int8"  # results/int8/<run>/int8.json: the committed reports (`stored_report`)
+# results/int8/<run>/web.json: the same two graphs timed in onnxruntime-web, in Chromium
+# (benchmarks/bench_web_int8.py --write; `stored_web_report`)
+WEB_REPORT = "web.json"
 
 
 def calibration_images(data: FER2013, n: int = CALIBRATION_IMAGES,
@@ -274,3 +277,16 @@ def stored_report(run: str, results_dir: str | os.PathLike | None = None) -> dic
         raise FileNotFoundError(f"{path}: no int8 report; run `fer int8 {run} -o "
                                 f"{path.parent}` on a quiet machine")
     return json.loads(path.read_text())
+
+
+def stored_web_report(run: str, results_dir: str | os.PathLike | None = None) -> dict:
+    """The committed browser timings of `run`'s two ONNX graphs (``web.json`` beside its
+    `stored_report`): ``latency_ms`` and ``latency_iqr_ms`` {graph: {batch: ms}} with
+    batches "1" and "2" (a face, a face with its mirror), ``max_logit_gap``,
+    ``same_class``, ``runtime``, ``calls``. FileNotFoundError naming the benchmark."""
+    path = Path(results_dir or paths.results_dir()) / STORED / run / WEB_REPORT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no browser timings; run `python benchmarks/"
+                                f"bench_web_int8.py --onnx-dir {path.parent} --write`")
+    return json.loads(path.read_text())
+

@@ -2,6 +2,7 @@
 quantised graph is int8 where it claims to be, and scoring is the book's flip average."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -129,3 +130,22 @@ def test_fer_int8_refuses_a_bad_calibration_count_in_one_line(tmp_path, sample_z
     err = str(exited.value.code)
     assert err.startswith("fer int8: error: calibration images: asked for 0") and "\n" not in err
     assert not (tmp_path / "out" / "fp32.onnx").exists()  # refused before any work
+
+
+def test_the_browser_benchmark_reads_medians_and_the_logit_gap():
+    """benchmarks/bench_web_int8.py: what the page returns becomes web.json's numbers."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_web_int8.py"
+    spec = importlib.util.spec_from_file_location("bench_web_int8", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    logits = {"fp32": [0.1, 2.0, -1.0, 0, 0, 0, 0], "int8": [0.2, 1.9, -1.0, 0, 0, 0, 0]}
+    raw = {"version": "1.30.0", "results": {
+        "1": {"ms": {"fp32": [1.0, 2.0, 3.0, 4.0, 100.0], "int8": [2.0] * 5}, "logits": logits},
+        "2": {"ms": {"fp32": [5.0] * 5, "int8": [9.0, 9.0, 9.0, 9.0, 9.0]}, "logits": logits}}}
+    out = bench.summarise(raw)
+    assert out["latency_ms"] == {"fp32": {"1": 3.0, "2": 5.0}, "int8": {"1": 2.0, "2": 9.0}}
+    assert out["latency_iqr_ms"]["fp32"]["1"] == 2.0  # 4 - 2: one slow call moves no median
+    assert out["max_logit_gap"] == pytest.approx(0.1) and out["same_class"]
+    assert out["calls"] == 5 and "1.30.0" in out["runtime"]
