@@ -192,7 +192,8 @@ def main() -> None:
     for name, records in results.items():
         target = STAGES[name][2]
         seconds = [r["seconds"] for r in records]
-        verdict = ("" if target is None else
+        failed = not all(r["ok"] for r in records)
+        verdict = ("  FAILED: no time to compare" if failed else "" if target is None else
                    f"  target {target} s: {'met' if max(seconds) <= target else 'MISSED'}")
         print(f"  {name:12s} {summarize(seconds)}{verdict}")
 

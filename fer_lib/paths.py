@@ -64,6 +64,29 @@ def runs_dir() -> Path:
     return _explicit("FER_RUNS_DIR") or project_root() / "runs"
 
 
+def committed_runs_dir() -> Path:
+    """``runs/`` as a fresh clone has it: a temporary folder of links to the files of
+    ``runs/`` that git tracks (the checkpoints of unfinished runs, committed between
+    working sessions). What one machine has only locally, a soft-label store or a run in
+    progress, is left out, so that what the book says is still to run is the same for
+    every reader. Not a git checkout (or no git): `runs_dir` itself."""
+    import subprocess
+    import tempfile
+
+    runs = runs_dir()
+    try:
+        listed = subprocess.run(["git", "-C", str(runs.parent), "ls-files", "-z", "--",
+                                 runs.name], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return runs
+    view = Path(tempfile.mkdtemp(prefix="fer-committed-runs-"))
+    for name in filter(None, listed.decode().split("\0")):
+        link = view / Path(name).relative_to(runs.name)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(runs.parent / name)
+    return view
+
+
 def data_dir() -> Path:
     """Where FER2013 is looked for when ``$FER2013_PATH`` is unset: ``<root>/data``."""
     return project_root() / "data"

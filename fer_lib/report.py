@@ -374,13 +374,16 @@ def paired_tests(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- missing runs
-def missing_runs(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+def missing_runs(results_dir: str | os.PathLike | None = None,
+                 runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """Catalogue runs without a stored result: ``run``, ``group``, ``kind``, ``needs``
     (runs that must exist first and are not stored yet) and ``cpu_minutes``, the estimated
     training time on the CPU recorded in ``results/cpu_probes.json`` (`fer_lib.plan`; NaN
     where no probe of that architecture is recorded, 0 for runs that do not train) of the
-    epochs its checkpoint in runs/ has not trained yet (`plan.epochs_done`), plus labelling
-    a soft-label store for the first run that needs it (`plan.store_seconds`)."""
+    epochs its checkpoint in `runs_dir` (default runs/; the book passes
+    `paths.committed_runs_dir`) has not trained yet (`plan.epochs_done`), plus labelling
+    a soft-label store for the first run that needs one not in `runs_dir`
+    (`plan.store_seconds`)."""
     from .plan import architecture_key, epochs_done, estimate_seconds, load_probes, store_seconds
 
     rates = load_probes(results_dir).get("rates", {})
@@ -390,8 +393,8 @@ def missing_runs(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
         if e.name in stored:
             continue
         rate = rates.get(architecture_key(e)) if e.kind == "train" else None
-        seconds = estimate_seconds(e, rate, epochs_done(e)) + store_seconds(e, stores,
-                                                                          results_dir)
+        seconds = (estimate_seconds(e, rate, epochs_done(e, runs_dir))
+                   + store_seconds(e, stores, results_dir, runs_dir))
         rows.append({"run": e.name, "group": e.group, "kind": e.kind,
                      "needs": ", ".join(n for n in e.needs if n not in stored),
                      "cpu_minutes": seconds / 60})

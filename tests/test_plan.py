@@ -191,3 +191,28 @@ def test_shared_epochs_finds_the_epochs_another_job_slowed():
     assert alone["epochs"] == 0 and alone["alone"] == pytest.approx(alone["measured"])
     with pytest.raises(ValueError, match="no epochs"):
         shared_epochs([])
+
+
+def test_the_book_counts_only_committed_checkpoints(tmp_path, monkeypatch):
+    """`paths.committed_runs_dir`: the appendix's plan sees runs/ as a fresh clone does,
+    not this machine's soft-label stores and runs in progress."""
+    import subprocess
+
+    from fer_lib.paths import committed_runs_dir
+
+    root = tmp_path / "project"
+    (root / "results").mkdir(parents=True)
+    (root / "runs" / "long-x-abc").mkdir(parents=True)
+    (root / "runs" / "long-x-abc" / "checkpoint.pt").write_bytes(b"committed")
+    (root / "runs" / "softlabels").mkdir()
+    (root / "runs" / "softlabels" / "store.npz").write_bytes(b"only here")
+    monkeypatch.setenv("FER_PROJECT_DIR", str(root))
+    monkeypatch.delenv("FER_RUNS_DIR", raising=False)
+    assert committed_runs_dir() == root / "runs"  # not a git checkout: runs/ as it is
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-f", "runs/long-x-abc/checkpoint.pt"], check=True)
+    view = committed_runs_dir()
+    assert sorted(str(p.relative_to(view)) for p in view.rglob("*") if p.is_file()) == [
+        "long-x-abc/checkpoint.pt"]
+    assert (view / "long-x-abc" / "checkpoint.pt").read_bytes() == b"committed"
