@@ -345,8 +345,6 @@ def _run_cut(exp: Experiment, data: FER2013, results_dir: Path, work: Path, devi
     """Slim a stored model and score it as it is, at every precision: no training."""
     model = as_stored(_start_model(exp, results_dir))
     metrics, logits = measure(model, data, exp.train, work, device)
-    if exp.train.prune_sparsity:  # its file could leave the zeros out: what that saves
-        metrics["pruned"] = pruned_summary(model, exp.train.prune_sparsity)
     metrics.update({"epochs": 0, "device": str(device), "train_seconds": 0.0})
     return {"history": [], "metrics": metrics, "logits": logits, "weights": fp16_weights(model),
             "model": {"family": model.family, "hparams": model.hparams}}

@@ -272,11 +272,8 @@ def describe(report: dict) -> str:
 def stored_report(run: str, results_dir: str | os.PathLike | None = None) -> dict:
     """The committed `int8_report` of `run` (``results/int8/<run>/int8.json``, written by
     ``fer int8 RUN -o results/int8/RUN``); FileNotFoundError naming the command if absent."""
-    path = Path(results_dir or paths.results_dir()) / STORED / run / REPORT
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no int8 report; run `fer int8 {run} -o "
-                                f"{path.parent}` on a quiet machine")
-    return json.loads(path.read_text())
+    return _stored(run, REPORT, "no int8 report; run `fer int8 {run} -o {folder}` on a "
+                   "quiet machine", results_dir)
 
 
 def stored_web_report(run: str, results_dir: str | os.PathLike | None = None) -> dict:
@@ -284,9 +281,14 @@ def stored_web_report(run: str, results_dir: str | os.PathLike | None = None) ->
     `stored_report`): ``latency_ms`` and ``latency_iqr_ms`` {graph: {batch: ms}} with
     batches "1" and "2" (a face, a face with its mirror), ``max_logit_gap``,
     ``same_class``, ``runtime``, ``calls``. FileNotFoundError naming the benchmark."""
-    path = Path(results_dir or paths.results_dir()) / STORED / run / WEB_REPORT
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no browser timings; run `python benchmarks/"
-                                f"bench_web_int8.py --onnx-dir {path.parent} --write`")
-    return json.loads(path.read_text())
+    return _stored(run, WEB_REPORT, "no browser timings; run `python benchmarks/"
+                   "bench_web_int8.py --onnx-dir {folder} --write`", results_dir)
 
+
+def _stored(run: str, name: str, missing: str, results_dir) -> dict:
+    """``results/int8/<run>/<name>`` read as JSON; FileNotFoundError with `missing` (a
+    format string of `run` and `folder`) when it is not there."""
+    path = Path(results_dir or paths.results_dir()) / STORED / run / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: " + missing.format(run=run, folder=path.parent))
+    return json.loads(path.read_text())

@@ -72,4 +72,3 @@ def slimming_runs(student: Experiment, sparse: Experiment, fractions: tuple[floa
                        kind="cut", slim_from=source.name, slim_fraction=f, precision="int8")
             for source in (student, sparse) for f in fractions]
     return [sparse, *slimmed, *cuts]
-

@@ -215,4 +215,3 @@ def pruned_summary(model: nn.Module, sparsity: float) -> dict:
     return {"zeroed": zeros / total,
             "weight_bytes": {p: {"dense": state_bytes(model, p), "sparse": state_bytes(
                 model, p, sparsity)} for p in ("int8", "int4")}}
-
