@@ -14,12 +14,14 @@ ifneq ($(strip $(FER2013_PATH)),)
 export FER2013_PATH
 endif
 
-.PHONY: help venv test test-all test-data lint book pdf clean notebooks browser-test serve
+.PHONY: help venv test test-all test-data test-rescore lint book pdf clean notebooks browser-test serve
 
 help:
 	@echo "make book   set up $(VENV) and build the HTML book (book/_build/html/index.html)"
 	@echo "make test   set up $(VENV), lint, run the fast tests and nbval over the notebooks"
 	@echo "make test-all  the same with the slow tests too (training, Ray, the whole data set)"
+	@echo "make test-data  with FER2013: the tests that need it, nbval with it (CI's second world)"
+	@echo "make test-rescore  with FER2013: every stored model scored again on every image (about 1 h)"
 	@echo "make notebooks  re-execute the chapters into book/*.ipynb (CHAPTERS=\"data q1_architecture\")"
 	@echo "make browser-test  build the book, open every page in headless Chromium (offline checks)"
 	@echo "make serve  serve the built book on http://127.0.0.1:8000 (the Try it page needs it)"
@@ -56,19 +58,25 @@ test: venv
 	$(PARALLEL) -q --nbval -m "$(FAST_TESTS)"
 
 test-all: test
-	$(VENV)/bin/pytest -q -m "slow and not browser"
+	$(VENV)/bin/pytest -q -m "slow and not browser and not rescore"
 
 # Only what the data set changes (marker `data`, set in tests/conftest.py and
 # book/conftest.py): the tests that skip without FER2013, and nbval over the notebooks,
 # which must match with the data as without it. CI's second world (.ci/run). Both on one
-# worker per core, in two runs: the tests spread case by case (`--dist load`: the longest
-# check, every stored model rescored on the whole data set, is one case per run; by file
-# it sat on one worker and took longer than in one process), then the notebooks file by
-# file (a notebook's cells share one kernel and run in order).
-DATA_TESTS = data and not browser
+# worker per core, in two runs: the tests spread case by case (`--dist load`: one case
+# per stored model), then the notebooks file by file (a notebook's cells share one kernel
+# and run in order). Every stored model is checked against its stored outputs on a
+# sample of images, and the handed-in folder is scored on every test image.
+# `make test-rescore` scores every stored model again on every image at every precision
+# (about two hours of one core, an hour on two: after changing how fer_lib scores or
+# quantises).
+DATA_TESTS = data and not browser and not rescore
 test-data: venv
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n auto --dist load -q -m "$(DATA_TESTS)" tests
 	$(PARALLEL) -q --nbval -m "$(DATA_TESTS)" book
+
+test-rescore: venv
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n auto --dist load -q -m rescore tests
 
 # Re-execute the chapters into their committed .ipynb (after changing a chapter or
 # results/): without the data set, faces stripped; see scripts/execute_notebooks.py.
