@@ -366,12 +366,32 @@ def test_distillation_students_do_not_fit_their_images_and_a_longer_schedule_doe
 
 
 def test_distillation_on_the_long_schedule_shows_no_gain(runs):
-    # distillation.md: "no gain from distillation on the long schedule either, in this one
-    # pair at 100k"
+    # distillation.md: "At 100k little moved: ... on validation, ... on the test halves"
     from fer_lib.catalogue import VIEWS_BUDGET, long_name
+    from fer_lib.report import paired_tests
 
     kd, plain = long_name(VIEWS_BUDGET, kd=True), long_name(VIEWS_BUDGET)
-    assert runs.loc[kd, "val_acc"] <= runs.loc[plain, "val_acc"]
+    assert -0.01 < runs.loc[kd, "val_acc"] - runs.loc[plain, "val_acc"] <= 0
+    tests = paired_tests().query("run_a == @kd")
+    assert (tests["p"] > 0.5).all() and (tests["diff"].abs() < 0.005).all()
+
+
+def test_distillation_at_200k_wins_validation_but_loses_publictest():
+    # distillation.md: "At 200k the distilled run gained ... on validation, enough to make
+    # it our submission, but ... the clearest change is the PublicTest loss"; results.md
+    # "distillation won validation, not the test halves"
+    from fer_lib import submission
+    from fer_lib.catalogue import long_name
+    from fer_lib.report import paired_tests
+
+    kd, plain = long_name("200k", kd=True), long_name("200k")
+    rows = reported_table().set_index("run")
+    assert rows.loc[kd, "val_acc"] > rows.loc[plain, "val_acc"]
+    assert submission(225_000).run == kd
+    tests = paired_tests().query("run_a == @kd").set_index("set")
+    assert tests.loc["public", "diff"] < 0 and tests.loc["public", "p"] < 0.05
+    assert tests.loc["private", "p"] > 0.05
+    assert abs(tests.loc["private", "diff"]) < abs(tests.loc["public", "diff"])
 
 
 # ----------------------------------------------------------------------------- pruning
@@ -729,11 +749,18 @@ def test_results_no_distilled_student_is_significantly_better():
     assert kd_effect("100k").value < 0 and p["100k"] < 0.05
 
 
-def test_results_several_runs_tie_the_submission_on_validation():
-    # results.md: "... runs that fit the strong budget ... score within one standard error"
-    from fer_lib.report import close_to_submission
+def test_results_the_runner_up_trails_by_about_one_error_and_wins_a_test_half():
+    # results.md: "The run validation ranks next ... scores ... on validation, about one
+    # standard error, yet ... on PublicTest"; "can lose on a test half what it won"
+    from fer_lib import submission
+    from fer_lib.report import precision_table, selection_noise
 
-    assert close_to_submission(225_000)["run"].nunique() > 1
+    every = precision_table()
+    pick = submission(225_000, every)
+    runner = submission(225_000, every[every["run"] != pick.run])
+    lead = pick.val_acc - runner.val_acc
+    assert 0.5 < lead / selection_noise(pick.val_acc) < 1.5
+    assert runner.public_acc - pick.public_acc >= lead
 
 
 # ----------------------------------------------------------------------------- quantization (QAT)
@@ -832,15 +859,15 @@ def test_latency_spread_is_below_each_median():
         assert (timed[f"{runtime} IQR ms"] < timed[f"{runtime} median ms"]).all()
 
 
-def test_q1_submission_beats_hw3_on_each_half_but_its_plain_weights_fall_below():
+def test_q1_submission_beats_hw3_on_each_half_and_its_plain_weights_more_so():
     # q1_architecture.md: "it scores a little higher on each half ... the same run's plain
-    # weights ... score ..., a little below the HW3 model."
+    # weights ... score ..., higher still."
     from fer_lib import submission
 
     strong, hw3 = submission(225_000), reported_table().set_index("run").loc["hw3-cnn"]
     assert strong.public_acc > hw3["public_acc"] and strong.private_acc > hw3["private_acc"]
     plain = strong.plain_weights()
-    assert plain["public"] + plain["private"] < hw3["public_acc"] + hw3["private_acc"]
+    assert plain["public"] + plain["private"] > strong.public_acc + strong.private_acc
 
 
 def test_results_the_mirror_image_helps_the_submission_on_both_halves():
@@ -865,3 +892,12 @@ def test_pruning_half_the_weights_saves_less_than_half_and_less_at_int4():
     assert 0 < saved["int4"] < saved["int8"] < 0.5
     # "zeroing a quarter of the weights saves nothing at all" (int4; "none" in the table)
     assert 1 - state_bytes(net, "int4", 0.25) / state_bytes(net, "int4") <= 0.0005
+
+
+# ----------------------------------------------------------------------------- try_it.md
+def test_try_it_the_submission_was_distilled_on_its_own_views():
+    # try_it.md: "distilled from the teacher ... on the augmented views it trained on"
+    from fer_lib import submission
+
+    experiment = submission(225_000).result().experiment
+    assert experiment.teacher and experiment.teacher_views > 0
